@@ -1,0 +1,2 @@
+"""Converters for ONNX matrix ops."""
+from __future__ import annotations

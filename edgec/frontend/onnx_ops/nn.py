@@ -1,0 +1,2 @@
+"""Converters for ONNX nn ops."""
+from __future__ import annotations

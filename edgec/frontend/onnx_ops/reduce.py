@@ -1,0 +1,2 @@
+"""Converters for ONNX reduce ops."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""Converters for ONNX tensor ops."""
+from __future__ import annotations

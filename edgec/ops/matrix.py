@@ -1,0 +1,2 @@
+"""matrix ops (see docs/ops.md)."""
+from __future__ import annotations

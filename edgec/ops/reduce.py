@@ -1,0 +1,2 @@
+"""reduce ops (see docs/ops.md)."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""tensor ops (see docs/ops.md)."""
+from __future__ import annotations
