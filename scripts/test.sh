@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run every test: the C runtime's ctest suite (plain and under ASan/UBSan), then pytest on 2 workers.
+# EDGEC_SLOW=1 also runs the exhaustive tests (by default CI runs a sample of them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export EDGEC_CACHE_DIR=${EDGEC_CACHE_DIR:-$PWD/build/kernel-cache}
+
+echo "== ctest (Release)"
+ctest --test-dir build --output-on-failure
+echo "== ctest (ASan + UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEDGEC_SANITIZE=ON >/dev/null
+cmake --build build-asan -j 2 >/dev/null
+ctest --test-dir build-asan --output-on-failure
+echo "== pytest"
+$PY -m pytest -n 2 -q -rfE "$@"
