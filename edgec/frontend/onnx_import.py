@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ModelFormatError, ShapeError, UnsupportedItem, UnsupportedModelError
 from ..ir import dtypes
-from ..ir.graph import Graph, Value
+from ..ir.graph import Graph, Value, const_value
 from .registry import ConvertContext, GraphBuilder, Unsupported, build_graph, find_converter
 
 MIN_OPSET = 7
@@ -65,7 +65,7 @@ def _parse_shape(name: str, vi) -> tuple[list, str]:
     dims = []
     if tt.HasField("shape"):
         for d in tt.shape.dim:
-            if d.HasField("dim_value") and d.dim_value > 0:
+            if d.HasField("dim_value") and d.dim_value >= 0:
                 dims.append(int(d.dim_value))
             else:
                 dims.append(d.dim_param or "?")
@@ -110,9 +110,7 @@ def import_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, 
         if arr.dtype.name not in dtypes.SUPPORTED:
             problems.append(UnsupportedItem(t.name, "<initializer>", opset, f"dtype {arr.dtype} is not supported"))
             continue
-        builder.values[t.name] = Value(t.name, arr.dtype.name, tuple(arr.shape),
-                                       const=np.ascontiguousarray(arr))
-        builder.values[t.name].const.setflags(write=False)
+        builder.values[t.name] = const_value(t.name, arr)
         builder.names.taken.add(t.name)
         rename[t.name] = t.name
     for t in g.sparse_initializer:
@@ -120,12 +118,14 @@ def import_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, 
 
     graph_inputs: list[str] = []
     shape_errors: list[str] = []
+    poisoned: set[str] = set()  # values whose producer failed: their users are not reported again
     for vi in g.input:
         if vi.name in init_names:
             continue  # an initializer listed as input (IR < 4 style): a constant
         dims, dt = _parse_shape(vi.name, vi)
         if dt not in dtypes.SUPPORTED:
             problems.append(UnsupportedItem(vi.name, "<graph input>", opset, f"dtype {dt} is not supported"))
+            poisoned.add(vi.name)
             continue
         if vi.name in input_shapes:
             bound = input_shapes[vi.name]
@@ -136,8 +136,8 @@ def import_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, 
                 for k, (b, d) in enumerate(zip(bound, dims)):
                     if isinstance(d, int) and d != b:
                         shape_errors.append(f"input {vi.name!r}: dim {k} is {d} in the model, given {b}")
-            if any(b <= 0 for b in bound):
-                shape_errors.append(f"input {vi.name!r}: dims must be positive, given {list(bound)}")
+            if any(b < 0 for b in bound):
+                shape_errors.append(f"input {vi.name!r}: dims must be non-negative, given {list(bound)}")
                 continue
             shape = tuple(bound)
         else:
@@ -150,6 +150,11 @@ def import_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, 
                                     f"bind them with --input-shape {vi.name}=" + ",".join(str(d) if isinstance(d, int) else "N" for d in dims))
                 continue
             shape = tuple(dims)
+        if 0 in shape:
+            problems.append(UnsupportedItem(vi.name, "<graph input>", opset,
+                                            f"zero-sized tensors are not supported (shape {list(shape)})"))
+            poisoned.add(vi.name)
+            continue
         builder.values[vi.name] = Value(vi.name, dt, shape)
         builder.names.taken.add(vi.name)
         rename[vi.name] = vi.name
@@ -161,7 +166,6 @@ def import_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, 
     if shape_errors:
         raise ShapeError("cannot bind input shapes:\n  " + "\n  ".join(shape_errors))
 
-    poisoned: set[str] = set()
     for idx, node in enumerate(g.node):
         node_name = node.name or f"{node.op_type}_{idx}"
         domain = node.domain

@@ -144,7 +144,7 @@ def const_value(name: str, array: np.ndarray) -> Value:
     array = np.asarray(array)
     if array.dtype.name not in dtypes.SUPPORTED:
         raise TypeError(f"constant {name!r}: dtype {array.dtype} is not supported")
-    array = np.ascontiguousarray(array)
+    array = np.require(array, requirements="C").copy() if not array.flags.c_contiguous else array.copy()
     array.setflags(write=False)
     return Value(name, array.dtype.name, tuple(int(d) for d in array.shape), const=array)
 
