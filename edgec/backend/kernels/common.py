@@ -111,9 +111,17 @@ def _parallel_vectorize(sch, block, spec: KernelSpec) -> None:
             return
         total *= int(ext)
     all_spatial = n_spatial == len(loops)
-    fused = sch.fuse(*loops[:n_spatial]) if n_spatial > 1 else loops[0]
     out_dtype = spec.outputs[0].dtype
     lanes = vector_lanes(spec, out_dtype)
+    if all_spatial and n_spatial > 1 and int(sch.get(loops[-1]).extent) % lanes != 0:
+        # fusing across rows whose length is not a multiple of the vector width makes every
+        # lane decompose its index with div/mod (10-16x slower): parallelize the outer loops
+        # and leave the row loop to LLVM's vectorizer
+        outer = sch.fuse(*loops[:-1]) if n_spatial > 2 else loops[0]
+        if total >= PARALLEL_MIN_ELEMS and int(sch.get(outer).extent) >= 2:
+            sch.parallel(outer)
+        return
+    fused = sch.fuse(*loops[:n_spatial]) if n_spatial > 1 else loops[0]
     if all_spatial and total >= lanes * 2 and total % lanes == 0:
         outer, inner = sch.split(fused, [None, lanes])
         sch.vectorize(inner)
