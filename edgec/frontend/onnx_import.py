@@ -89,7 +89,14 @@ def import_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, 
         if imp.domain in ("", "ai.onnx"):
             opset = imp.version
     if opset is None:
-        raise ModelFormatError("model has no opset import for the default ONNX domain")
+        # no default-domain op at all (e.g. only ai.onnx.ml or training ops): nothing edgec knows
+        others = sorted({imp.domain for imp in proto.opset_import})
+        items = [UnsupportedItem(n.name or f"{n.op_type}_{k}", f"{n.domain}.{n.op_type}" if n.domain else n.op_type, 0,
+                                 f"domain {n.domain or 'ai.onnx'!r} is not supported (model imports only {others})")
+                 for k, n in enumerate(g.node)]
+        raise UnsupportedModelError(items or [UnsupportedItem("<model>", "<opset>", 0,
+                                                              "model has no opset import for the default ONNX domain")],
+                                    name or g.name or "model")
     if opset < MIN_OPSET:
         raise UnsupportedModelError([UnsupportedItem("<model>", "<opset>", opset,
                                                      f"opset {opset} is older than {MIN_OPSET}")], name or g.name)
@@ -122,6 +129,11 @@ def import_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, 
     for vi in g.input:
         if vi.name in init_names:
             continue  # an initializer listed as input (IR < 4 style): a constant
+        if not vi.type.HasField("tensor_type"):
+            kind = vi.type.WhichOneof("value") or "unknown"
+            problems.append(UnsupportedItem(vi.name, "<graph input>", opset, f"{kind} inputs are not supported (tensors only)"))
+            poisoned.add(vi.name)
+            continue
         dims, dt = _parse_shape(vi.name, vi)
         if dt not in dtypes.SUPPORTED:
             problems.append(UnsupportedItem(vi.name, "<graph input>", opset, f"dtype {dt} is not supported"))
@@ -163,8 +175,8 @@ def import_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, 
     if unknown:
         shape_errors.append(f"--input-shape names {sorted(unknown)} are not inputs of the model "
                             f"(inputs: {[vi.name for vi in g.input if vi.name not in init_names]})")
-    if shape_errors:
-        raise ShapeError("cannot bind input shapes:\n  " + "\n  ".join(shape_errors))
+    unbound = {vi.name for vi in g.input} - set(graph_inputs) - init_names
+    poisoned.update(unbound)  # their users are reported through the shape error, not as unsupported
 
     for idx, node in enumerate(g.node):
         node_name = node.name or f"{node.op_type}_{idx}"
@@ -215,6 +227,8 @@ def import_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, 
 
     if problems:
         raise UnsupportedModelError(problems, name or g.name or "model")
+    if shape_errors:
+        raise ShapeError("cannot bind input shapes:\n  " + "\n  ".join(shape_errors))
 
     # graph outputs must be distinct, runtime-produced tensors: copy constants, inputs, repeats
     outputs: list[str] = []
