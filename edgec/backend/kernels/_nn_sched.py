@@ -1,0 +1,722 @@
+"""Computations and schedules for the compute-heavy kernels: direct convolution, GEMM, GEMV.
+
+Everything here works on ONNX layouts as they arrive (NCHW activations, OIHW weights,
+row-major matrices): no weight pre-packing, so a kernel needs nothing but its arguments.
+
+Direct convolution (``conv_direct``), used by conv, conv_transpose and the pools
+    The input is first copied into a zero-padded "virtual input" (a TVM workspace buffer,
+    rows padded to whole vectors; a width stride s gets one copy per phase, xp<r>[.., j] =
+    x[.., j*s + r], so every tap reads a contiguous run). The accumulation is tiled in
+    registers: ``mr`` output channels x ``nh`` output rows x ``nw`` vectors of ``L`` output
+    columns; for every (input channel, tap) a tile step does ``nh*nw`` vector loads, ``mr``
+    broadcast weight loads and ``mr*nh*nw`` FMAs. The tile is a stack buffer below TVM's
+    1 KiB stack limit (never a workspace call) that LLVM keeps in registers; it is written to
+    the output through the epilogue (bias, cast, average divisor). Tiles may overhang the
+    output: overhanging channels read a clamped weight row, overhanging columns and rows read
+    the padding, the write-back is then predicated. Tile, vector width and loop order
+    (channel tiles outside or inside the spatial tiles) come from a cost model
+    (``_choose_conv_tile``: FMA issue, L2 traffic of each tile's input window, memory
+    streaming of input/weights beyond the cache, write-back, copy, and L1 set conflicts of
+    the broadcast weight rows). 1-tap strided axes are subsampled instead of copied whole.
+    Depthwise convolutions and pools copy each channel tile's input under the channel loop.
+
+GEMM (``gemm_nn``), used by matmul and by dense with many rows
+    ``C[m, n] = sum_k A[m, k] B[k, n]``: vectorized along n (contiguous in B and C), ``mr``
+    rows of A broadcast per step, ``nw`` vectors of B; B is copied (padded, or transposed for
+    dense's [n, k] weights) into a workspace buffer only when needed.
+
+Dense with few rows (``dense_nt``)
+    ``y[m, n] = sum_k x[m, k] w[n, k]``: both operands are contiguous along k, so the
+    register tile holds ``mr x nn`` vector partial sums over k that are reduced horizontally
+    at the end. No copy of the weights.
+
+Workspace: the padded input copies of a convolution (per call, or per channel tile inside
+the parallel loop for depthwise/pools) and the B copy of a GEMM. ``edgec.backend.build``
+measures them from the lowered code.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import tvm
+from tvm import te
+
+tir = tvm.tirx
+
+# TVM keeps constant-size local buffers below this many bytes on the stack; bigger ones go
+# to TVMBackendAllocWorkspace (LowerTVMBuiltin, kMaxStackAlloca = 1024, exclusive).
+STACK_LIMIT_BYTES = 1024
+# below this many multiply-accumulates a kernel is not worth a parallel launch
+PARALLEL_MIN_MACS = 1 << 18
+# depthwise convolutions and pools with at most this many taps unroll all of them
+MAX_UNROLLED_TAPS = 49
+# PrimFunc attribute: build this kernel without TIR's common-subexpression elimination
+NO_TIR_CSE_ATTR = "edgec.no_tir_cse"
+
+
+# -- target facts ----------------------------------------------------------------------------------
+def dtype_of(e) -> str:
+    """dtype name of a PrimExpr or te.Tensor (0.27 expressions expose ``.ty``, loads ``.dtype``)."""
+    if isinstance(e, te.Tensor):
+        return str(e.dtype)
+    return str(e.ty) if hasattr(e, "ty") else str(e.dtype)
+
+
+def cast(e, dtype: str):
+    return e if dtype_of(e) == dtype else e.astype(dtype)
+
+
+def lowest_value(dtype: str):
+    """The identity of max: -inf for floats, the minimum of an integer dtype."""
+    if dtype.startswith("float"):
+        return tir.const(float("-inf"), dtype)
+    return tvm.tirx.min_value(dtype)
+
+
+# max reduction whose identity is -inf for floats (te.max starts from the finite minimum, so a
+# window that only covers -inf padding would give -FLT_MAX instead of -inf)
+max_reduce = te.comm_reducer(lambda a, b: tir.max(a, b), lambda t: lowest_value(str(t)), name="max_inf")
+
+
+def fast_exp(x):
+    """exp of a float32 expression that vectorizes (LLVM lowers ``exp`` of a vector to one libm
+    call per lane). Cephes ``expf``: round-to-nearest range reduction k = round(x / ln 2) with
+    ln 2 split in two constants (Cody-Waite), a degree-5 polynomial on |r| <= ln2/2, and 2^k
+    built in the exponent bits. Within 1 ulp of the correctly rounded exp for x in
+    [-87.3, 88.7] (measured on 4M points); 0 below -87.34 (where expf gives a denormal,
+    < 1.2e-38), inf above 88.72, NaN for NaN."""
+    f32 = "float32"
+    c = lambda v: tir.const(v, f32)  # noqa: E731
+    xc = tir.max(tir.min(x, c(88.72283)), c(-87.33654))
+    k = tir.floor(xc * c(1.44269504088896341) + c(0.5))
+    r = xc - k * c(0.693359375) - k * c(-2.12194440e-4)
+    p = c(1.9875691500e-4)
+    for coef in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
+        p = p * r + c(coef)
+    y = p * r * r + r + c(1.0)
+    ki = k.astype("int32")
+    # 2^k from the exponent bits; k = 128 (x within 0.35 of the overflow) as 2^127 * 2
+    scale = tir.reinterpret(f32, tir.shift_left(tir.min(ki, 127) + 127, 23))
+    out = y * scale * tir.Select(ki > 127, c(2.0), c(1.0))
+    out = tir.Select(x < c(-87.33654), c(0.0), out)
+    out = tir.Select(x > c(88.72283), c(float("inf")), out)
+    return tir.Select(tir.isnan(x), x, out)   # NaN stays NaN
+
+
+def _bits(dtype: str) -> int:
+    return tvm.DataType(dtype).bits
+
+
+def lane_options(target, dtype: str) -> list[tuple[int, float]]:
+    """Vector widths (in elements of ``dtype``) a schedule may use, with the relative time of one
+    vector instruction of that width (1.0 for the native width).
+
+    AVX-512 targets may also use 256-bit vectors (for narrow images): on cores with two
+    512-bit FMA units one costs as much as a 512-bit one, on Zen 4 half as much; 0.75 splits it.
+    """
+    vbits = int(getattr(target, "vector_bits", 128) or 128)
+    lanes = max(1, vbits // max(8, _bits(dtype)))
+    opts = [(lanes, 1.0)]
+    if vbits >= 512 and lanes >= 4:
+        opts.append((lanes // 2, 0.75))
+    return opts
+
+
+def vector_registers(target) -> int:
+    fam = str(getattr(target, "schedule", "generic"))
+    return 32 if fam == "x86_avx512" else 16
+
+
+def max_accumulators(target, dtype: str, lanes: int) -> int:
+    """How many accumulator vectors a register tile may use."""
+    by_regs = vector_registers(target) - 4
+    by_stack = (STACK_LIMIT_BYTES - 4) // (lanes * _bits(dtype) // 8)
+    return max(1, min(by_regs, by_stack, 24))
+
+
+def acc_dtype(dtype: str) -> str:
+    """Accumulator dtype: float16 accumulates in float32."""
+    return "float32" if dtype == "float16" else dtype
+
+
+def _ceil_to(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def _try(fn, *args):
+    """Apply an optional schedule step; some steps are refused for shapes that do not need them."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001  (tvm raises ScheduleError / TVMError subclasses)
+        return None
+
+
+def _extent(sch, loop) -> int | None:
+    """Constant extent of a loop (None when it depends on an outer loop)."""
+    ext = sch.get(loop).extent
+    return int(ext) if isinstance(ext, tvm.tirx.IntImm) else None
+
+
+def vectorize_copy(sch, block, lanes: int, n_fixed: int = 0, parallel_min: int = 1 << 15) -> None:
+    """Schedule a spatial copy/fill block: vectorize the innermost run of elements (the largest
+    multiple of a vector width when none divides it; the rest stays scalar) and, unless the
+    block sits under ``n_fixed`` outer loops already scheduled, parallelize its leading loops
+    when big. The loop nest is kept: fused loops would recompute every index with divisions,
+    and a vector crossing a row of odd length would become a scatter."""
+    loops = sch.get_loops(block)[n_fixed:]
+    if not loops:
+        return
+    exts = [_extent(sch, lp) for lp in loops]
+    if any(e is None for e in exts):
+        return
+    inner, ext = loops[-1], exts[-1]
+    outer_loops = list(loops[:-1])
+    big = n_fixed == 0 and math.prod(exts) >= parallel_min
+    if outer_loops and big:
+        lead = outer_loops[:2]          # batch and channel for images
+        sch.parallel(sch.fuse(*lead) if len(lead) > 1 else lead[0])
+    widths = [v for v in (lanes, lanes // 2, lanes // 4) if v >= 2]
+    vec = next((v for v in widths if ext % v == 0), 0)
+    if vec:
+        if ext == vec:
+            sch.vectorize(inner)
+        else:
+            o, i = sch.split(inner, [None, vec])
+            sch.vectorize(i)
+            if not outer_loops and big:
+                sch.parallel(o)
+        return
+    vec = next((v for v in widths if ext > v), 0)
+    if vec and outer_loops:
+        main_loop, _tail = sch.loop_partition(inner, [ext - ext % vec, None])
+        if ext - ext % vec == vec:
+            sch.vectorize(main_loop)
+        else:
+            _, i = sch.split(main_loop, [None, vec])
+            sch.vectorize(i)
+
+
+def scheduled(spec, ins: Sequence[te.Tensor], outs: Sequence[te.Tensor], schedule: Callable):
+    """``common.prim_func`` with a custom schedule. Should a schedule step be refused for some
+    unusual shape, the kernel is built from the plain loops instead (correct, slow) with a
+    warning naming the op; ``EDGEC_STRICT_SCHEDULES=1`` (set by the backend tests) raises."""
+    from .common import prim_func
+    try:
+        return prim_func(spec, ins, outs, schedule)
+    except Exception as e:  # noqa: BLE001  (any TVM schedule error)
+        if os.environ.get("EDGEC_STRICT_SCHEDULES", "") not in ("", "0"):
+            raise
+        warnings.warn(f"edgec: the {spec.op} schedule failed for inputs "
+                      f"{[None if t is None else list(t.shape) for t in spec.inputs]} "
+                      f"({type(e).__name__}); using unscheduled loops", RuntimeWarning, stacklevel=2)
+        return te.create_prim_func(list(ins) + list(outs))
+
+
+# -- direct convolution ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConvProblem:
+    """A convolution over a *virtual input* V (already padded / zero-inserted):
+
+        out[n, oc, o] = sum_{ic < icg, t < kernel} V[n, chan(oc, ic), o*stride + t*dilation] * W(oc, ic, t)
+
+    with chan(oc, ic) = (oc // ocg) * icg + ic. ``vfun(n, c, v)`` returns V (0 outside the
+    input), ``wfun(oc, ic, t)`` the weight, ``direct(n, c, v)`` V without bounds checks
+    when V is the input itself (no padding), else None.
+    """
+    n: int
+    c: int
+    oc: int
+    groups: int
+    out: tuple[int, ...]
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    in_shape: tuple[int, ...]          # spatial extent of V that is backed by real input (for `direct`)
+    vfun: Callable
+    wfun: Callable | None              # None: no weights (pooling)
+    direct: Callable | None
+    dtype: str
+    reducer: str = "sum"               # "sum" (of products, or of values without weights) or "max"
+
+    @property
+    def icg(self) -> int:
+        return self.c // self.groups
+
+    @property
+    def ocg(self) -> int:
+        return self.oc // self.groups
+
+    @property
+    def macs(self) -> int:
+        return self.n * self.oc * math.prod(self.out) * self.icg * math.prod(self.kernel)
+
+
+@dataclass(frozen=True)
+class ConvTile:
+    lanes: int
+    nw: int          # vectors along the output width per tile
+    nh: int          # output rows per tile (1 for 1-D convolutions)
+    mr: int          # output channels per tile
+    direct: bool     # read the input itself, no padded copy
+    oc_inner: bool = False   # loop order: spatial tiles outside, output-channel tiles inside
+
+
+TILE_OVERRIDE: dict = {}   # for experiments: {"conv": ConvTile(...)} forces a tile
+# bytes of cache a kernel may count on keeping (half of a 1 MiB L2)
+CACHE_BYTES = 512 * 1024
+# cycles per byte streamed from beyond the cache (about 40 GB/s at 2.6 GHz)
+MEM_CYCLES_PER_BYTE = 1.0 / 16
+
+
+def _choose_conv_tile(p: ConvProblem, target, allow_oc_inner: bool = True, oc_exact: bool = False) -> ConvTile:
+    """The register tile and loop order of least estimated cycles.
+
+    The estimate adds: FMA issue (tile steps x max(accumulators, loads/2), native-width
+    instructions cost 1, half-width ones ``lane_options``' factor); pulling each tile's input
+    window from L2 (one cycle a vector); streaming input or weights from memory once per
+    outer-loop pass when they do not fit in ``CACHE_BYTES``; the write-back (vector when the
+    tile divides the output, scalar and predicated otherwise); the padded input copy.
+    """
+    if "conv" in TILE_OVERRIDE:
+        return TILE_OVERRIDE["conv"]
+    r = len(p.out)
+    ow = p.out[-1]
+    oh = p.out[-2] if r >= 2 else 1
+    outer = math.prod(p.out[:-2]) if r >= 3 else 1
+    kh = p.kernel[-2] if r >= 2 else 1
+    sh = p.strides[-2] if r >= 2 else 1
+    dh = p.dilations[-2] if r >= 2 else 1
+    kw, sw, dw = p.kernel[-1], p.strides[-1], p.dilations[-1]
+    kouter = math.prod(p.kernel[:-2]) if r >= 3 else 1
+    steps = p.icg * math.prod(p.kernel)
+    useful = p.oc * oh * ow
+    esize = _bits(p.dtype) // 8
+    w_bytes = p.oc * steps * esize
+    best, best_cost = None, None
+    for lanes, leff in lane_options(target, p.dtype):
+        amax = max_accumulators(target, acc_dtype(p.dtype), lanes)
+        for nw in range(1, 5):
+            wt = nw * lanes
+            if nw > 1 and (nw - 1) * lanes >= ow:
+                break
+            owp = _ceil_to(ow, wt)
+            phases = min(sw, kw)
+            cols_in = phases * -(-(wt + ((kw - 1) * dw) // sw) // lanes)
+            for nh in range(1, min(oh, 8) + 1):
+                ohp = _ceil_to(oh, nh)
+                rows_in = (nh - 1) * sh + (kh - 1) * dh + 1
+                in_bytes = p.c * ((ohp - 1) * sh + (kh - 1) * dh + 1) * (owp * sw + (kw - 1) * dw) * esize
+                for mr in range(1, 17):
+                    a = mr * nh * nw
+                    if a > amax or mr > p.oc:
+                        break
+                    if mr > 4 and _rows_per_cache_set(steps * esize, mr) > 4:
+                        break   # the broadcast weight rows would evict each other from L1
+                    if oc_exact and p.oc % mr:
+                        continue
+                    ocp = _ceil_to(p.oc, mr)
+                    oc_tiles = ocp // mr
+                    sp_tiles = (ohp // nh) * (owp // wt)
+                    tiles = oc_tiles * sp_tiles
+                    # input vectors are shared by the tile's channels of one group only
+                    g_t = 1 if p.groups == 1 or p.ocg % mr == 0 else min(mr, -(-mr // p.ocg) + 1)
+                    step = max(a, (g_t * nh * nw + mr) / 2.0) + 1.0
+                    fma = tiles * steps * step * leff
+                    l2 = tiles * g_t * p.icg * kouter * rows_in * cols_in
+                    exact = owp == ow and ohp == oh and ocp == p.oc
+                    wb = useful * (2.0 / lanes if exact else 1.5)
+                    direct = exact and p.direct is not None and _direct_fits(p, owp, ohp)
+                    copy = 0.0 if direct else in_bytes / esize * 0.5 * phases / sw
+                    for oc_inner in ((False, True) if allow_oc_inner else (False,)):
+                        if oc_inner:
+                            mem = in_bytes + (w_bytes if w_bytes <= CACHE_BYTES else w_bytes * (ohp // nh))
+                        else:
+                            mem = w_bytes + (in_bytes if in_bytes <= CACHE_BYTES else in_bytes * oc_tiles)
+                        cost = outer * (fma + l2 + wb + tiles * a + copy + mem * MEM_CYCLES_PER_BYTE)
+                        if best_cost is None or cost < best_cost - 1e-9:
+                            best, best_cost = ConvTile(lanes, nw, nh, mr, direct, oc_inner), cost
+    return best
+
+
+def _rows_per_cache_set(stride_bytes: int, rows: int, line: int = 64, sets: int = 64) -> int:
+    """Most of ``rows`` rows ``stride_bytes`` apart that fall in one set of an L1 cache with
+    ``sets`` sets of ``line``-byte lines (32 KiB 8-way: 64 sets). Rows at a multiple of 4 KiB
+    all share one set, and a register tile broadcasting from more rows than the cache has
+    ways misses on every step."""
+    counts: dict[int, int] = {}
+    for i in range(rows):
+        s = (i * stride_bytes // line) % sets
+        counts[s] = counts.get(s, 0) + 1
+    return max(counts.values())
+
+
+def _direct_fits(p: ConvProblem, owp: int, ohp: int) -> bool:
+    """Reading the input directly is possible when stride 1 along the width and every tap of
+    every (padded) tile lies inside the input."""
+    r = len(p.out)
+    if p.strides[-1] != 1:
+        return False
+    padded = list(p.out)
+    padded[-1] = owp
+    if r >= 2:
+        padded[-2] = ohp
+    for i in range(r):
+        span = (padded[i] - 1) * p.strides[i] + (p.kernel[i] - 1) * p.dilations[i] + 1
+        if span > p.in_shape[i]:
+            return False
+    return True
+
+
+def _subsample_pointwise(p: ConvProblem) -> ConvProblem:
+    """Axes with a 1-tap kernel and stride s read every s-th input element only: fold the stride
+    into the virtual input, so the padded copy holds just the elements that are read."""
+    r = len(p.out)
+    sub = [p.strides[i] if p.kernel[i] == 1 else 1 for i in range(r)]
+    if all(s == 1 for s in sub):
+        return p
+
+    def scale(v):
+        return [v[i] * sub[i] if sub[i] > 1 else v[i] for i in range(r)]
+    vfun, direct = p.vfun, p.direct
+    return ConvProblem(
+        n=p.n, c=p.c, oc=p.oc, groups=p.groups, out=p.out, kernel=p.kernel,
+        strides=tuple(p.strides[i] // sub[i] for i in range(r)), dilations=p.dilations,
+        in_shape=tuple(-(-p.in_shape[i] // sub[i]) for i in range(r)),
+        vfun=lambda n, c, v: vfun(n, c, scale(v)), wfun=p.wfun,
+        direct=None if direct is None else (lambda n, c, v: direct(n, c, scale(v))), dtype=p.dtype,
+        reducer=p.reducer)
+
+
+def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
+                out_name: str = "out") -> tuple[te.Tensor, Callable]:
+    """The output tensor of a direct convolution and the schedule for its PrimFunc.
+
+    ``epilogue(acc_value, n, oc, o)`` maps the accumulated value at output (n, oc, o) to the
+    output value (bias, cast). Returns ``(out, schedule)``; ``schedule(sch, spec)`` takes the
+    ``tvm.s_tir.Schedule`` of the PrimFunc built over the kernel's placeholders and ``out``.
+    """
+    p = _subsample_pointwise(p)
+    # one input channel per output channel (depthwise, pooling): channels are independent
+    per_tile_copy = p.icg == 1 and p.ocg == 1
+    tile = _choose_conv_tile(p, target, allow_oc_inner=not per_tile_copy, oc_exact=per_tile_copy)
+    per_tile_copy = per_tile_copy and not tile.direct
+    r = len(p.out)
+    is_max = p.reducer == "max"
+    ad = p.dtype if is_max else acc_dtype(p.dtype)
+    L, nw, nh, mr = tile.lanes, tile.nw, tile.nh, tile.mr
+    outp = list(p.out)
+    outp[-1] = _ceil_to(p.out[-1], nw * L)
+    if r >= 2:
+        outp[-2] = _ceil_to(p.out[-2], nh)
+    ocp = _ceil_to(p.oc, mr)
+    sw = p.strides[-1]
+    icg, ocg = p.icg, p.ocg
+
+    xps: list = []
+    if tile.direct:
+        def read(n, c, v_outer, ph_off, j):
+            return p.direct(n, c, list(v_outer) + [j])
+    else:
+        vext = [(outp[i] - 1) * p.strides[i] + (p.kernel[i] - 1) * p.dilations[i] + 1 for i in range(r - 1)]
+        # rows padded to whole vectors: the copies and the zero fill vectorize along them
+        jext = _ceil_to(outp[-1] + ((p.kernel[-1] - 1) * p.dilations[-1]) // sw, L)
+        if sw == 1:
+            xp = te.compute((p.n, p.c, *vext, jext), lambda n, c, *v: p.vfun(n, c, list(v)), name="xp")
+            xps = [xp]
+
+            def read(n, c, v_outer, phase, j):
+                return xp[(n, c, *v_outer, j)]
+        else:
+            # one padded copy per phase of the width stride: xp<r>[..., j] = V[..., j*sw + r],
+            # so that a tap reads a contiguous run; only the phases some tap reads are built
+            def phase_copy(ph):
+                return te.compute((p.n, p.c, *vext, jext),
+                                  lambda n, c, *v: p.vfun(n, c, list(v[:-1]) + [v[-1] * sw + ph]), name=f"xp{ph}")
+            phases = sorted({(t * p.dilations[-1]) % sw for t in range(p.kernel[-1])})
+            xps = [phase_copy(ph) for ph in phases]
+
+            def read(n, c, v_outer, phase, j):
+                idx = (n, c, *v_outer, j)
+                val = xps[-1][idx]
+                for ph, t in zip(phases[-2::-1], xps[-2::-1]):
+                    val = tir.Select(phase == ph, t[idx], val)
+                return val
+
+    ric = te.reduce_axis((0, icg), name="ric")
+    kw, dw = p.kernel[-1], p.dilations[-1]
+    # stride > 1 along the width: tap t reads the copy of phase (t*dw) % sw at offset
+    # (t*dw) // sw; the width-tap loop is unrolled, so each tap's choice of copy is a constant
+    # and the accumulation stays one FMA per tap
+    unroll_w = len(xps) > 1
+    rk = [te.reduce_axis((0, p.kernel[i]), name=f"rk{i}") for i in range(r)]
+
+    def term(val, occ, taps):
+        if p.wfun is None:
+            return cast(val, ad)
+        return cast(val, ad) * cast(p.wfun(occ, ric, taps), ad)
+
+    def reduce(body, axes):
+        return max_reduce(body, axis=axes) if is_max else te.sum(body, axis=axes)
+
+    def acc_f(n, oc, *o):
+        occ = tir.min(oc, p.oc - 1) if ocp != p.oc else oc
+        c = ric if p.groups == 1 else (occ // ocg) * icg + ric
+        v_outer = [o[i] * p.strides[i] + rk[i] * p.dilations[i] for i in range(r - 1)]
+        toff = rk[-1] * dw
+        if sw > 1 and not tile.direct:
+            val = read(n, c, v_outer, toff % sw, o[-1] + toff // sw)
+        else:
+            val = read(n, c, v_outer, 0, o[-1] * sw + toff)
+        return reduce(term(val, occ, list(rk)), [ric] + rk)
+
+    acc = te.compute((p.n, ocp, *outp), acc_f, name="acc")
+    out = te.compute((p.n, p.oc, *p.out), lambda n, oc, *o: epilogue(acc[(n, oc, *o)], n, oc, list(o)),
+                     name=out_name)
+
+    def schedule(sch, spec) -> None:
+        b_acc = sch.get_sblock("acc")
+        b_out = sch.get_sblock(out_name)
+        loops = sch.get_loops(b_acc)
+        n_l, oc_l = loops[0], loops[1]
+        o_l = loops[2:2 + r]
+        red = loops[2 + r:]
+        oco, oci = sch.split(oc_l, [None, mr])
+        wo, wr, wv = sch.split(o_l[-1], [None, nw, L])
+        if r >= 2:
+            ho, hi = sch.split(o_l[-2], [None, nh])
+            sp_outer = list(o_l[:-2]) + [ho, wo]
+            inner = [oci, hi, wr, wv]
+        else:
+            sp_outer = [wo]
+            inner = [oci, wr, wv]
+        outer = [n_l] + (sp_outer + [oco] if tile.oc_inner else [oco] + sp_outer)
+        sch.reorder(*outer, *red, *inner)
+        sch.reverse_compute_at(b_out, outer[-1])
+        for lp in inner[:-1]:
+            sch.unroll(lp)
+        if p.icg == 1 and math.prod(p.kernel) <= MAX_UNROLLED_TAPS:
+            # one input channel per output channel (depthwise, pooling): unroll all taps so that
+            # LLVM loads each input vector once for the taps of neighbouring rows that share it
+            for lp in red[1:]:
+                sch.unroll(lp)
+        elif unroll_w:
+            sch.unroll(red[-1])
+        sch.vectorize(wv)
+        exact = tuple(outp) == tuple(p.out) and ocp == p.oc
+        if exact:
+            ol = sch.get_loops(b_out)
+            if (_extent(sch, ol[-1]) or 1) % L == 0:
+                o2, v2 = sch.split(ol[-1], [None, L])
+                sch.unroll(o2)
+                sch.vectorize(v2)
+        if per_tile_copy:
+            # channels are independent: copy only this tile's channels, under the (n, oc) loop,
+            # so the padded copy stays in cache instead of streaming the whole input twice
+            chan = sch.fuse(n_l, oco)
+            if p.macs >= PARALLEL_MIN_MACS:
+                sch.parallel(chan)
+            for t in xps:
+                sch.compute_at(sch.get_sblock(t.op.name), chan)
+        elif p.macs >= PARALLEL_MIN_MACS:
+            sch.parallel(sch.fuse(*outer))
+        n_fixed = 1 if per_tile_copy else 0
+        for t in xps:
+            blk = sch.get_sblock(t.op.name)
+            loops_b = sch.get_loops(blk)
+            pad_block = _try(sch.decompose_padding, blk, loops_b[n_fixed]) if len(loops_b) > n_fixed else None
+            if pad_block is not None:
+                vectorize_copy(sch, pad_block, L, n_fixed)
+            if sw == 1:
+                vectorize_copy(sch, blk, L, n_fixed)
+            elif n_fixed == 0 and (_extent(sch, loops_b[0]) or 1) * (_extent(sch, loops_b[1]) or 1) > 1:
+                # a stride-sw gather: TVM would emit one scalar load per lane; the plain loop is
+                # vectorized by LLVM with wide loads and shuffles
+                sch.parallel(sch.fuse(*sch.get_loops(blk)[:2]))
+        sch.decompose_reduction(b_acc, red[0] if red else wv)
+
+    return out, schedule
+
+
+# -- GEMM (B contiguous along n) -------------------------------------------------------------------
+@dataclass(frozen=True)
+class GemmTile:
+    lanes: int
+    nw: int
+    mr: int
+    pad_b: bool
+
+
+def _choose_gemm_tile(m: int, n: int, k: int, dtype: str, target, b_transposed: bool = False) -> GemmTile:
+    if "gemm" in TILE_OVERRIDE:
+        return TILE_OVERRIDE["gemm"]
+    best, best_cost = None, None
+    for lanes, leff in lane_options(target, dtype):
+        amax = max_accumulators(target, acc_dtype(dtype), lanes)
+        for nw in range(1, 7):
+            wt = nw * lanes
+            if nw > 1 and (nw - 1) * lanes >= n:
+                break
+            np_ = _ceil_to(n, wt)
+            for mr in range(1, 17):
+                a = mr * nw
+                if a > amax or mr > m:
+                    break
+                mp = _ceil_to(m, mr)
+                tiles = (mp // mr) * (np_ // wt)
+                step = max(a, (nw + mr) / 2.0) + 1.0
+                fma = tiles * k * step * leff
+                exact = np_ == n and mp == m
+                wb = m * n * (2.0 / lanes if exact else 1.5)
+                copy = k * np_ * 1.5 if b_transposed else 0.0 if np_ == n else k * np_ * 0.75
+                cost = fma + wb + copy + tiles * a
+                if best_cost is None or cost < best_cost - 1e-9:
+                    best, best_cost = GemmTile(lanes, nw, mr, b_transposed or np_ != n), cost
+    return best
+
+
+def gemm_nn(batch: Sequence[int], m: int, n: int, k: int, a_fn: Callable, b_fn: Callable, dtype: str,
+            target, epilogue: Callable, out_shape: Sequence[int], out_index: Callable,
+            out_name: str = "out", b_transposed: bool = False) -> tuple[te.Tensor, Callable]:
+    """``C[batch, m, n] = sum_k a_fn(batch, m, k) * b_fn(batch, k, n)`` then ``epilogue``.
+
+    ``a_fn`` is read as broadcast scalars (m is clamped into range for overhanging tiles),
+    ``b_fn`` as vectors along n. The output tensor has ``out_shape``; ``out_index(idx)`` maps
+    an output index to (batch indices, m, n) of the accumulator. Returns ``(out, schedule)``.
+    ``b_transposed``: B is stored [n, k] (contiguous along k); it is then always copied into a
+    [k, n] workspace buffer first, in vector-sized square blocks.
+    """
+    tile = _choose_gemm_tile(m, n, k, dtype, target, b_transposed)
+    ad = acc_dtype(dtype)
+    L, nw, mr = tile.lanes, tile.nw, tile.mr
+    np_ = _ceil_to(n, nw * L)
+    mp = _ceil_to(m, mr)
+    nb = len(batch)
+    if tile.pad_b:
+        bp = te.compute((*batch, k, np_), lambda *i: tir.if_then_else(
+            i[-1] < n, b_fn(list(i[:nb]), i[-2], tir.min(i[-1], n - 1)), tir.const(0, dtype)), name="bp")
+
+        def b_read(bi, kk, j):
+            return bp[(*bi, kk, j)]
+    else:
+        b_read = b_fn
+    rk = te.reduce_axis((0, k), name="rk")
+
+    def acc_f(*i):
+        bi, mm, nn = list(i[:nb]), i[nb], i[nb + 1]
+        mc = tir.min(mm, m - 1) if mp != m else mm
+        return te.sum(cast(a_fn(bi, mc, rk), ad) * cast(b_read(bi, rk, nn), ad), axis=rk)
+
+    acc = te.compute((*batch, mp, np_), acc_f, name="acc")
+
+    def out_f(*idx):
+        bi, mm, nn = out_index(list(idx))
+        return epilogue(acc[(*bi, mm, nn)], bi, mm, nn)
+    out = te.compute(tuple(out_shape), out_f, name=out_name)
+
+    def schedule(sch, spec) -> None:
+        b_acc = sch.get_sblock("acc")
+        b_out = sch.get_sblock(out_name)
+        loops = sch.get_loops(b_acc)
+        bl, ml, nl, kl = loops[:nb], loops[nb], loops[nb + 1], loops[nb + 2]
+        mo, mi = sch.split(ml, [None, mr])
+        no, nr_, nv = sch.split(nl, [None, nw, L])
+        outer = list(bl) + [no, mo]
+        sch.reorder(*outer, kl, mi, nr_, nv)
+        sch.reverse_compute_at(b_out, mo)
+        sch.unroll(mi)
+        sch.unroll(nr_)
+        sch.vectorize(nv)
+        if mp == m and np_ == n:
+            ol = sch.get_loops(b_out)
+            if (_extent(sch, ol[-1]) or 1) % L == 0:
+                o2, v2 = sch.split(ol[-1], [None, L])
+                sch.unroll(o2)
+                sch.vectorize(v2)
+        if math.prod(batch) * m * n * k >= PARALLEL_MIN_MACS:
+            sch.parallel(sch.fuse(*outer))
+        if tile.pad_b:
+            b_bp = sch.get_sblock("bp")
+            if not (b_transposed and _transpose_copy(sch, b_bp, L)):
+                vectorize_copy(sch, b_bp, L)
+        sch.decompose_reduction(b_acc, kl)
+
+    return out, schedule
+
+
+def _transpose_copy(sch, block, lanes: int) -> bool:
+    """Schedule ``dst[.., k, n] = src[.., n, k]`` in lanes x lanes blocks (vector along n)."""
+    loops = sch.get_loops(block)
+    kl, nl = loops[-2], loops[-1]
+    exts = [_extent(sch, lp) for lp in loops]
+    if any(e is None for e in exts) or exts[-2] % lanes or exts[-1] % lanes:
+        return False
+    total = math.prod(exts)
+    ko, ki = sch.split(kl, [None, lanes])
+    no, ni = sch.split(nl, [None, lanes])
+    sch.reorder(*loops[:-2], no, ko, ki, ni)
+    sch.unroll(ki)
+    sch.vectorize(ni)
+    if total >= (1 << 15):
+        sch.parallel(sch.fuse(*loops[:-2], no) if len(loops) > 2 else no)
+    return True
+
+
+# -- dense: y = x @ w.T (both contiguous along k) ------------------------------------------------
+def dense_nt(m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, dtype: str, target,
+             epilogue: Callable, out_name: str = "out") -> tuple[te.Tensor, Callable]:
+    """``y[m, n] = epilogue(sum_k x[m, k] * w[n, k], m, n)`` with vector partial sums over k."""
+    ad = acc_dtype(dtype)
+    lanes = lane_options(target, dtype)[0][0]
+    L = 1
+    for v in (lanes, lanes // 2, lanes // 4, 2):
+        if v >= 2 and k % v == 0:
+            L = v
+            break
+    amax = max(1, min(vector_registers(target) - 6, (STACK_LIMIT_BYTES - 4) // (L * _bits(ad) // 8), 16))
+    best, best_cost = (1, 1), None
+    for mr in range(1, min(m, 8) + 1):
+        for nn in range(1, 17):
+            a = mr * nn
+            if a > amax or nn > n:
+                break
+            mp, np_ = _ceil_to(m, mr), _ceil_to(n, nn)
+            tiles = (mp // mr) * (np_ // nn)
+            # every operand row is its own memory stream: count one cycle per vector load
+            step = max(a, float(mr + nn)) + 1.0
+            cost = tiles * (k // L) * step + tiles * a * (L + 2) + m * n * 1.5
+            if best_cost is None or cost < best_cost - 1e-9:
+                best, best_cost = (mr, nn), cost
+    mr, nn = TILE_OVERRIDE.get("dense", best)
+    mp, np_ = _ceil_to(m, mr), _ceil_to(n, nn)
+    ko = te.reduce_axis((0, k // L), name="ko")
+
+    def part_f(i, j, l):
+        ic = tir.min(i, m - 1) if mp != m else i
+        jc = tir.min(j, n - 1) if np_ != n else j
+        return te.sum(cast(x[ic, ko * L + l], ad) * cast(w[jc, ko * L + l], ad), axis=ko)
+    part = te.compute((mp, np_, L), part_f, name="part")
+    rl = te.reduce_axis((0, L), name="rl")
+    acc = te.compute((m, n), lambda i, j: te.sum(part[i, j, rl], axis=rl), name="acc")
+    out = te.compute((m, n), lambda i, j: epilogue(acc[i, j], i, j), name=out_name)
+
+    def schedule(sch, spec) -> None:
+        b_part, b_acc, b_out = sch.get_sblock("part"), sch.get_sblock("acc"), sch.get_sblock(out_name)
+        pi, pj, pl, pk = sch.get_loops(b_part)
+        po, pii = sch.split(pi, [None, mr])
+        pjo, pji = sch.split(pj, [None, nn])
+        sch.reorder(pjo, po, pk, pii, pji, pl)
+        sch.reverse_compute_at(b_acc, po)
+        sch.reverse_compute_at(b_out, po)
+        sch.unroll(pii)
+        sch.unroll(pji)
+        if L > 1:
+            sch.vectorize(pl)
+        if m * n * k >= PARALLEL_MIN_MACS:
+            sch.parallel(sch.fuse(pjo, po))
+        sch.decompose_reduction(b_part, pk)
+
+    return out, schedule

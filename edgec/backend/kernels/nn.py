@@ -1,0 +1,736 @@
+"""Kernel generators for the nn op group (docs/ops.md, edgec/ops/nn.py).
+
+conv, conv_transpose, max_pool and avg_pool use the register-tiled direct convolution of
+``_nn_sched`` (pools as a depthwise window reduction with max, or sum and a divisor);
+conv_transpose runs as a stride-1 convolution over the zero-inserted, padded input with the
+kernel flipped (the zero-insertion costs stride^rank times the MACs of a scatter form).
+Global pools, normalizations and softmax reduce rows with vector partial results and keep
+their statistics per row (``compute_at`` under the row loop); resize precomputes per-axis
+tap tables; batch_norm and depth/space use the default elementwise schedule.
+
+Numerics follow the numpy references in edgec/ops/nn.py: float16 is computed in float32 and
+rounded once; normalizations use two passes (mean, then centered variance); softmax's
+float32 exp is ``_nn_sched.fast_exp`` (within 1 ulp, vectorized; libm's is one call per
+lane); resize computes its source coordinates in float64 exactly as the reference does, so
+nearest-neighbour choices on .5 boundaries agree.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import tvm
+from tvm import te
+
+from ._nn_sched import (NO_TIR_CSE_ATTR, ConvProblem, _extent, acc_dtype, cast, conv_direct, dtype_of, fast_exp,
+                        lane_options, lowest_value, max_reduce, scheduled)
+from .common import placeholder, prim_func
+from .registry import KernelSpec, kernel
+
+tir = tvm.tirx
+
+
+def _ints(v) -> tuple[int, ...]:
+    return tuple(int(x) for x in v)
+
+
+def _zero(dtype: str):
+    return tir.const(0, dtype)
+
+
+def _lanes(spec: KernelSpec, dtype: str) -> int:
+    return lane_options(spec.target, dtype)[0][0]
+
+
+def _out(spec: KernelSpec, i: int = 0) -> tuple[tuple[int, ...], str]:
+    t = spec.outputs[i]
+    return tuple(int(d) for d in t.shape), t.dtype
+
+
+# -- conv -----------------------------------------------------------------------------------------
+@kernel("conv")
+def conv(spec: KernelSpec):
+    x = placeholder(spec, 0, "x")
+    w = placeholder(spec, 1, "w")
+    has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
+    b = placeholder(spec, 2, "bias") if has_bias else None
+    out_shape, out_dtype = _out(spec)
+    n, c, *in_sp = _ints(x.shape)
+    oc = int(w.shape[0])
+    ks = _ints(w.shape[2:])
+    r = len(ks)
+    strides = _ints(spec.attrs["strides"])
+    dil = _ints(spec.attrs["dilations"])
+    pads = _ints(spec.attrs["pads"])
+    groups = int(spec.attrs.get("group", 1))
+    pb = pads[:r]
+    dtype = str(x.dtype)
+
+    def vfun(nn, cc, v):
+        src = [v[i] - pb[i] for i in range(r)]
+        conds = []
+        for i in range(r):
+            if pb[i] > 0:
+                conds.append(src[i] >= 0)
+            conds.append(src[i] < in_sp[i])
+        return tir.if_then_else(tir.all(*conds), x[(nn, cc, *src)], _zero(dtype))
+
+    direct = None
+    if not any(pads):
+        def direct(nn, cc, v):
+            return x[(nn, cc, *v)]
+
+    prob = ConvProblem(n=n, c=c, oc=oc, groups=groups, out=tuple(out_shape[2:]), kernel=ks, strides=strides,
+                       dilations=dil, in_shape=tuple(in_sp), vfun=vfun,
+                       wfun=lambda o, ic, t: w[(o, ic, *t)], direct=direct, dtype=dtype)
+    out, sched = conv_direct(prob, spec.target, _bias_epilogue(b, out_dtype), out_dtype)
+    ins = [x, w] + ([b] if b is not None else [])
+    return scheduled(spec, ins, [out], sched)
+
+
+def _bias_epilogue(b, out_dtype: str):
+    def epi(acc, n, oc, o):
+        if b is not None:
+            acc = acc + cast(b[oc], dtype_of(acc))
+        return cast(acc, out_dtype)
+    return epi
+
+
+@kernel("conv_transpose")
+def conv_transpose(spec: KernelSpec):
+    x = placeholder(spec, 0, "x")
+    w = placeholder(spec, 1, "w")
+    has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
+    b = placeholder(spec, 2, "bias") if has_bias else None
+    out_shape, out_dtype = _out(spec)
+    n, c, *in_sp = _ints(x.shape)
+    ks = _ints(w.shape[2:])
+    r = len(ks)
+    groups = int(spec.attrs.get("group", 1))
+    ocg = int(w.shape[1])
+    oc = ocg * groups
+    icg = c // groups
+    st = _ints(spec.attrs["strides"])
+    dil = _ints(spec.attrs["dilations"])
+    pads = _ints(spec.attrs["pads"])
+    dtype = str(x.dtype)
+    # virtual input: x with (stride - 1) zeros between elements, shifted by P = d*(k-1) - pad_begin
+    shift = [dil[i] * (ks[i] - 1) - pads[i] for i in range(r)]
+
+    def vfun(nn, cc, v):
+        conds, src = [], []
+        for i in range(r):
+            rel = v[i] - shift[i]
+            conds.append(rel >= 0)
+            if st[i] > 1:
+                conds.append(tir.floormod(rel, st[i]) == 0)
+                s_idx = tir.floordiv(rel, st[i])
+            else:
+                s_idx = rel
+            conds.append(s_idx < in_sp[i])
+            src.append(s_idx)
+        # clamp the index so that the (unselected) load stays in bounds
+        safe = [tir.max(tir.min(s, in_sp[i] - 1), 0) for i, s in enumerate(src)]
+        return tir.if_then_else(tir.all(*conds), x[(nn, cc, *safe)], _zero(dtype))
+
+    def wfun(o, ic, t):
+        g = o // ocg
+        return w[(g * icg + ic, o % ocg, *[ks[i] - 1 - t[i] for i in range(r)])]
+
+    prob = ConvProblem(n=n, c=c, oc=oc, groups=groups, out=tuple(out_shape[2:]), kernel=ks,
+                       strides=(1,) * r, dilations=dil, in_shape=tuple(in_sp), vfun=vfun, wfun=wfun,
+                       direct=None, dtype=dtype)
+    out, sched = conv_direct(prob, spec.target, _bias_epilogue(b, out_dtype), out_dtype)
+    ins = [x, w] + ([b] if b is not None else [])
+    return scheduled(spec, ins, [out], sched)
+
+
+# -- pooling --------------------------------------------------------------------------------------
+def _pool(spec: KernelSpec, reducer: str, epilogue_factory):
+    x = placeholder(spec, 0, "x")
+    out_shape, out_dtype = _out(spec)
+    n, c, *in_sp = _ints(x.shape)
+    r = len(in_sp)
+    ks = _ints(spec.attrs["kernel"])
+    strides = _ints(spec.attrs["strides"])
+    dil = _ints(spec.attrs.get("dilations") or (1,) * r)
+    pads = _ints(spec.attrs["pads"])
+    pb = pads[:r]
+    dtype = str(x.dtype)
+    pad_value = lowest_value(dtype) if reducer == "max" else _zero(dtype)
+
+    def vfun(nn, cc, v):
+        src = [v[i] - pb[i] for i in range(r)]
+        conds = []
+        for i in range(r):
+            if pb[i] > 0:
+                conds.append(src[i] >= 0)
+            conds.append(src[i] < in_sp[i])
+        return tir.if_then_else(tir.all(*conds), x[(nn, cc, *src)], pad_value)
+
+    direct = None
+    if not any(pads):
+        def direct(nn, cc, v):
+            return x[(nn, cc, *v)]
+
+    prob = ConvProblem(n=n, c=c, oc=c, groups=c, out=tuple(out_shape[2:]), kernel=ks, strides=strides,
+                       dilations=dil, in_shape=tuple(in_sp), vfun=vfun, wfun=None, direct=direct, dtype=dtype,
+                       reducer=reducer)
+    epi = epilogue_factory(in_sp, ks, strides, pads, dil, out_dtype)
+    out, sched = conv_direct(prob, spec.target, epi, out_dtype)
+    return scheduled(spec, [x], [out], sched)
+
+
+@kernel("max_pool")
+def max_pool(spec: KernelSpec):
+    def factory(in_sp, ks, strides, pads, dil, out_dtype):
+        return lambda acc, n, c, o: cast(acc, out_dtype)
+    return _pool(spec, "max", factory)
+
+
+def _taps_inside(o, size: int, k: int, s: int, p: int, d: int):
+    """Number of taps t < k of the window at output position ``o`` with 0 <= o*s - p + t*d < size."""
+    lo = tir.max(tir.floordiv(p - o * s + d - 1, d), 0)
+    hi = tir.min(tir.floordiv(size - 1 + p - o * s, d), k - 1)
+    return tir.max(hi - lo + 1, 0)
+
+
+@kernel("avg_pool")
+def avg_pool(spec: KernelSpec):
+    include_pad = bool(int(spec.attrs.get("count_include_pad", 0)))
+
+    def factory(in_sp, ks, strides, pads, dil, out_dtype):
+        r = len(ks)
+
+        def epi(acc, n, c, o):
+            ad = dtype_of(acc)
+            if include_pad:
+                div = tir.const(float(math.prod(ks)), ad)
+            else:
+                cnt = None
+                for i in range(r):
+                    ci = _taps_inside(o[i], in_sp[i], ks[i], strides[i], pads[i], dil[i])
+                    cnt = ci if cnt is None else cnt * ci
+                div = tir.max(cnt, 1).astype(ad)
+            return cast(acc / div, out_dtype)
+        return epi
+    return _pool(spec, "sum", factory)
+
+
+def _global_pool(spec: KernelSpec, reducer: str):
+    x = placeholder(spec, 0, "x")
+    out_shape, out_dtype = _out(spec)
+    n, c, *sp = _ints(x.shape)
+    r = len(sp)
+    hw = math.prod(sp)
+    dtype = str(x.dtype)
+    is_max = reducer == "max"
+    ad = dtype if is_max else acc_dtype(dtype)
+    lanes = _lanes(spec, ad)
+    L = next((v for v in (lanes, lanes // 2, lanes // 4, 2) if v >= 2 and hw % v == 0 and hw >= 2 * v), 1)
+
+    def at(nn, cc, flat):
+        idx, rem = [], flat
+        for i in range(r - 1, -1, -1):
+            idx.append(tir.floormod(rem, sp[i]) if i > 0 else rem)
+            rem = tir.floordiv(rem, sp[i])
+        return cast(x[(nn, cc, *reversed(idx))], ad)
+
+    def red(body, axis):
+        return max_reduce(body, axis=axis) if is_max else te.sum(body, axis=axis)
+
+    ko = te.reduce_axis((0, hw // L), name="ko")
+    part = te.compute((n, c, L), lambda nn, cc, l: red(at(nn, cc, ko * L + l), ko), name="part")
+    rl = te.reduce_axis((0, L), name="rl")
+    tot = te.compute((n, c), lambda nn, cc: red(part[nn, cc, rl], rl), name="tot")
+
+    def out_f(nn, cc, *z):
+        v = tot[nn, cc]
+        if not is_max:
+            v = v / tir.const(float(hw), ad)
+        return cast(v, out_dtype)
+    out = te.compute(tuple(out_shape), out_f, name="out")
+
+    def schedule(sch, _spec):
+        b_part, b_tot, b_out = sch.get_sblock("part"), sch.get_sblock("tot"), sch.get_sblock("out")
+        ol = sch.get_loops(b_out)
+        row = sch.fuse(ol[0], ol[1])
+        sch.compute_at(b_tot, row)
+        sch.compute_at(b_part, row)
+        if L > 1:
+            pl = sch.get_loops(b_part)
+            sch.reorder(pl[-1], pl[-2])        # (ko, l): vector partial results over l
+            sch.vectorize(sch.get_loops(b_part)[-1])
+        if n * c * hw >= (1 << 16):
+            sch.parallel(row)
+        if L > 1:
+            sch.decompose_reduction(b_part, sch.get_loops(b_part)[-2])
+    return scheduled(spec, [x], [out], schedule)
+
+
+@kernel("global_avg_pool")
+def global_avg_pool(spec: KernelSpec):
+    return _global_pool(spec, "sum")
+
+
+@kernel("global_max_pool")
+def global_max_pool(spec: KernelSpec):
+    return _global_pool(spec, "max")
+
+
+# -- row-wise statistics (softmax, normalizations) -------------------------------------------------
+def _unflatten(flat, dims: Sequence[int]) -> list:
+    """Multi-index of ``flat`` in a row-major array of shape ``dims``."""
+    if not dims:
+        return []
+    idx, rem = [], flat
+    for i in range(len(dims) - 1, 0, -1):
+        idx.append(tir.floormod(rem, dims[i]))
+        rem = tir.floordiv(rem, dims[i])
+    idx.append(rem)
+    return idx[::-1]
+
+
+def _flatten(idx: Sequence, dims: Sequence[int]):
+    flat = tir.const(0, "int32")
+    for i, d in zip(idx, dims):
+        flat = flat * d + i
+    return flat
+
+
+class _AxisView:
+    """``x`` seen as [O, R, I]: O = prod(shape[:a0]), R = prod(shape[a0:a1]) (reduced), I = the rest."""
+
+    def __init__(self, x: te.Tensor, a0: int, a1: int):
+        self.x = x
+        self.shape = _ints(x.shape)
+        self.od, self.rd, self.id = self.shape[:a0], self.shape[a0:a1], self.shape[a1:]
+        self.O, self.R, self.I = math.prod(self.od), math.prod(self.rd), math.prod(self.id)
+        self.a0, self.a1 = a0, a1
+
+    def at(self, o, r, i):
+        return self.x[tuple(_unflatten(o, self.od) + _unflatten(r, self.rd) + _unflatten(i, self.id))]
+
+    def split(self, idx):
+        """(o, i) of a full index into x."""
+        return _flatten(idx[:self.a0], self.od), _flatten(idx[self.a1:], self.id)
+
+
+def _row_reduce(view: _AxisView, fn, kind: str, name: str, lanes: int) -> tuple[te.Tensor, list]:
+    """``stat[o, i] = reduce_r fn(o, r, i)`` (kind "sum" or "max"). When I == 1 and the row splits
+    into vectors, the reduction keeps ``lanes`` partial results per row (vectorizable) and adds
+    them at the end. Returns (stat tensor [O, I], [(block name, role)]) for ``_row_schedule``."""
+    red = max_reduce if kind == "max" else te.sum
+    R = view.R
+    L = next((v for v in (lanes, lanes // 2) if v >= 2 and R % v == 0 and R >= 2 * v), 1) if view.I == 1 else 1
+    if L > 1:
+        ko = te.reduce_axis((0, R // L), name=f"{name}_ko")
+        part = te.compute((view.O, L), lambda o, l: red(fn(o, ko * L + l, 0), axis=ko), name=f"{name}_part")
+        rl = te.reduce_axis((0, L), name=f"{name}_rl")
+        stat = te.compute((view.O, 1), lambda o, i: red(part[o, rl], axis=rl), name=name)
+        return stat, [(f"{name}_part", "part"), (name, "final")]
+    rr = te.reduce_axis((0, R), name=f"{name}_r")
+    stat = te.compute((view.O, view.I), lambda o, i: red(fn(o, rr, i), axis=rr), name=name)
+    return stat, [(name, "wide" if view.I > 1 else "final")]
+
+
+def _row_schedule(stat_blocks: list, view: _AxisView, lanes: int, out_name: str = "out"):
+    """Schedule: the output's leading O loops fused (parallel when big), every statistic computed
+    under that loop (so it is a per-row scalar or a vector of I), the output's inner loops fused
+    and vectorized when they divide into vectors."""
+    def schedule(sch, _spec):
+        b_out = sch.get_sblock(out_name)
+        loops = sch.get_loops(b_out)
+        a0 = view.a0
+        row = None
+        if a0 >= 1:
+            row = sch.fuse(*loops[:a0]) if a0 > 1 else loops[0]
+            for name, _ in reversed(stat_blocks):
+                sch.compute_at(sch.get_sblock(name), row)
+        n_outer = 1 if row is not None else 0
+        inner = sch.get_loops(b_out)[n_outer:]
+        if inner:
+            f = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+            ext = _extent(sch, f) or 1
+            vec = next((v for v in (lanes, lanes // 2) if v >= 2 and ext % v == 0), 0)
+            if vec:
+                _, v = sch.split(f, [None, vec])
+                sch.vectorize(v)
+        if row is not None and view.O * view.R * view.I >= (1 << 16) and view.O >= 2:
+            sch.parallel(row)
+        for name, role in stat_blocks:
+            blk = sch.get_sblock(name)
+            own = sch.get_loops(blk)[n_outer:]
+            if role == "part" and len(own) == 2:          # (l, ko) -> (ko, l), vector over l
+                sch.reorder(own[1], own[0])
+                sch.vectorize(own[0])
+                sch.decompose_reduction(blk, own[1])
+            elif role == "wide" and len(own) == 2:        # (i, r) -> (r, i), vector over i
+                ext = _extent(sch, own[0]) or 1
+                sch.reorder(own[1], own[0])
+                vec = next((v for v in (lanes, lanes // 2) if v >= 2 and ext % v == 0), 0)
+                if vec:
+                    _, iv = sch.split(own[0], [None, vec])
+                    sch.vectorize(iv)
+                sch.decompose_reduction(blk, own[1])
+    return schedule
+
+
+def _softmax(spec: KernelSpec, log: bool):
+    x = placeholder(spec, 0, "x")
+    shape, out_dtype = _out(spec)
+    axis = int(spec.attrs["axis"])
+    ad = acc_dtype(str(x.dtype))
+    view = _AxisView(x, axis, axis + 1)
+    lanes = _lanes(spec, ad)
+    xf = lambda o, r, i: cast(view.at(o, r, i), ad)  # noqa: E731
+    mx, mx_blocks = _row_reduce(view, xf, "max", "rmax", lanes)
+    exp = fast_exp if ad == "float32" else tir.exp
+    se, se_blocks = _row_reduce(view, lambda o, r, i: exp(xf(o, r, i) - mx[o, i if view.I > 1 else 0]), "sum",
+                                "rsum", lanes)
+
+    def out_f(*idx):
+        o, i = view.split(idx)
+        ii = i if view.I > 1 else 0
+        v = cast(x[idx], ad) - mx[o, ii]
+        v = v - tir.log(se[o, ii]) if log else exp(v) / se[o, ii]
+        return cast(v, out_dtype)
+    out = te.compute(shape, out_f, name="out")
+    return scheduled(spec, [x], [out], _row_schedule(mx_blocks + se_blocks, view, lanes))
+
+
+@kernel("softmax")
+def softmax(spec: KernelSpec):
+    return _softmax(spec, log=False)
+
+
+@kernel("log_softmax")
+def log_softmax(spec: KernelSpec):
+    return _softmax(spec, log=True)
+
+
+def _normalize(spec: KernelSpec, view: _AxisView, x: te.Tensor, eps: float, affine) -> te.Tensor:
+    """(x - mean) / sqrt(var + eps) then ``affine(value, idx)``, statistics over the R axis."""
+    shape, out_dtype = _out(spec)
+    ad = acc_dtype(str(x.dtype))
+    lanes = _lanes(spec, ad)
+    xf = lambda o, r, i: cast(view.at(o, r, i), ad)  # noqa: E731
+    s1, b1 = _row_reduce(view, xf, "sum", "rsum", lanes)
+    # mean = sum / R, computed like numpy's mean: the float32 sum divided by R
+    rdiv = tir.const(float(view.R), ad)
+    s2, b2 = _row_reduce(view, lambda o, r, i: _sq(xf(o, r, i) - s1[o, 0] / rdiv), "sum", "rsq", lanes)
+
+    def out_f(*idx):
+        o, _ = view.split(idx)
+        mean = s1[o, 0] / rdiv
+        var = s2[o, 0] / rdiv
+        v = (cast(x[idx], ad) - mean) / tir.sqrt(var + tir.const(eps, ad))
+        return cast(affine(v, idx), out_dtype)
+    out = te.compute(shape, out_f, name="out")
+    return out, _row_schedule(b1 + b2, view, lanes)
+
+
+def _sq(v):
+    return v * v
+
+
+@kernel("layer_norm")
+def layer_norm(spec: KernelSpec):
+    x = placeholder(spec, 0, "x")
+    scale = placeholder(spec, 1, "scale")
+    has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
+    bias = placeholder(spec, 2, "bias") if has_bias else None
+    axis = int(spec.attrs["axis"])
+    rank = len(x.shape)
+    view = _AxisView(x, axis, rank)
+    ad = acc_dtype(str(x.dtype))
+
+    def bidx(t: te.Tensor, idx):
+        tsh = _ints(t.shape)
+        off = rank - len(tsh)
+        return tuple(0 if tsh[j] == 1 else idx[off + j] for j in range(len(tsh)))
+
+    def affine(v, idx):
+        v = v * cast(scale[bidx(scale, idx)], ad)
+        if bias is not None:
+            v = v + cast(bias[bidx(bias, idx)], ad)
+        return v
+    out, sched = _normalize(spec, view, x, float(spec.attrs.get("epsilon", 1e-5)), affine)
+    return scheduled(spec, [x, scale] + ([bias] if bias is not None else []), [out], sched)
+
+
+@kernel("instance_norm")
+def instance_norm(spec: KernelSpec):
+    x = placeholder(spec, 0, "x")
+    scale = placeholder(spec, 1, "scale")
+    bias = placeholder(spec, 2, "bias")
+    view = _AxisView(x, 2, len(x.shape))
+    ad = acc_dtype(str(x.dtype))
+
+    def affine(v, idx):
+        return v * cast(scale[idx[1]], ad) + cast(bias[idx[1]], ad)
+    out, sched = _normalize(spec, view, x, float(spec.attrs.get("epsilon", 1e-5)), affine)
+    return scheduled(spec, [x, scale, bias], [out], sched)
+
+
+@kernel("batch_norm")
+def batch_norm(spec: KernelSpec):
+    x = placeholder(spec, 0, "x")
+    scale, bias, mean, var = (placeholder(spec, i, n) for i, n in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "var")))
+    shape, out_dtype = _out(spec)
+    ad = acc_dtype(str(x.dtype))
+    eps = tir.const(float(spec.attrs.get("epsilon", 1e-5)), ad)
+
+    def f(*idx):
+        c = idx[1]
+        inv = cast(scale[c], ad) / tir.sqrt(cast(var[c], ad) + eps)
+        return cast((cast(x[idx], ad) - cast(mean[c], ad)) * inv + cast(bias[c], ad), out_dtype)
+    out = te.compute(shape, f, name="out")
+    return prim_func(spec, [x, scale, bias, mean, var], [out])
+
+
+@kernel("lrn")
+def lrn(spec: KernelSpec):
+    x = placeholder(spec, 0, "x")
+    shape, out_dtype = _out(spec)
+    size = int(spec.attrs["size"])
+    alpha, beta, bias = (float(spec.attrs[k]) for k in ("alpha", "beta", "bias"))
+    ad = acc_dtype(str(x.dtype))
+    c = int(x.shape[1])
+    lo = (size - 1) // 2
+    rc = te.reduce_axis((0, size), name="rc")
+
+    def sq(*idx):
+        ch = idx[1] - lo + rc
+        v = cast(x[(idx[0], tir.max(tir.min(ch, c - 1), 0), *idx[2:])], ad)
+        return te.sum(tir.if_then_else(tir.all(ch >= 0, ch < c), v * v, tir.const(0, ad)), axis=rc)
+    ssum = te.compute(shape, sq, name="ssum")
+
+    def f(*idx):
+        base = tir.const(bias, ad) + tir.const(alpha / size, ad) * ssum[idx]
+        return cast(cast(x[idx], ad) / tir.power(base, tir.const(beta, ad)), out_dtype)
+    out = te.compute(shape, f, name="out")
+
+    def schedule(sch, _spec):
+        b_out = sch.get_sblock("out")
+        loops = sch.get_loops(b_out)
+        sch.compute_at(sch.get_sblock("ssum"), loops[-1])
+        if math.prod(shape) >= (1 << 15):
+            sch.parallel(sch.fuse(*loops[:2]))
+    return scheduled(spec, [x], [out], schedule)
+
+
+# -- depth_to_space / space_to_depth ----------------------------------------------------------------
+@kernel("depth_to_space")
+def depth_to_space(spec: KernelSpec):
+    x = placeholder(spec, 0, "x")
+    shape, _ = _out(spec)
+    b = int(spec.attrs["blocksize"])
+    crd = spec.attrs.get("mode", "DCR") == "CRD"
+    oc = shape[1]
+
+    def f(n, c, h, w):
+        bh, bw = tir.floormod(h, b), tir.floormod(w, b)
+        ic = c * b * b + bh * b + bw if crd else (bh * b + bw) * oc + c
+        return x[n, ic, tir.floordiv(h, b), tir.floordiv(w, b)]
+    out = te.compute(shape, f, name="out")
+    return prim_func(spec, [x], [out])
+
+
+@kernel("space_to_depth")
+def space_to_depth(spec: KernelSpec):
+    x = placeholder(spec, 0, "x")
+    shape, _ = _out(spec)
+    b = int(spec.attrs["blocksize"])
+    crd = spec.attrs.get("mode", "DCR") == "CRD"
+    ic_n = int(x.shape[1])
+
+    def f(n, c, h, w):
+        if crd:
+            ic, blk = tir.floordiv(c, b * b), tir.floormod(c, b * b)
+        else:
+            blk, ic = tir.floordiv(c, ic_n), tir.floormod(c, ic_n)
+        return x[n, ic, h * b + tir.floordiv(blk, b), w * b + tir.floormod(blk, b)]
+    out = te.compute(shape, f, name="out")
+    return prim_func(spec, [x], [out])
+
+
+# -- resize -----------------------------------------------------------------------------------------
+def _f64(v: float):
+    return tir.const(float(v), "float64")
+
+
+def _resize_coord(mode: str, o, n_in: int, n_out: int, scale: float, roi: Sequence[float], axis: int, rank: int):
+    """Source coordinate (float64) of output position ``o`` along one axis: the same operations,
+    in the same order, as ``edgec.ops._nn_util.resize_coords`` (so the values are identical)."""
+    xr = o.astype("float64")
+    if mode == "half_pixel":
+        return (xr + _f64(0.5)) / _f64(scale) - _f64(0.5)
+    if mode == "half_pixel_symmetric":
+        adjustment = n_out / (scale * n_in)
+        offset = n_in / 2 * (1 - adjustment)
+        return _f64(offset) + ((xr + _f64(0.5)) / _f64(scale) - _f64(0.5))
+    if mode == "pytorch_half_pixel":
+        return (xr + _f64(0.5)) / _f64(scale) - _f64(0.5) if n_out > 1 else _f64(0.0)
+    if mode == "align_corners":
+        return xr * _f64((n_in - 1) / (n_out - 1)) if n_out > 1 else _f64(0.0)
+    if mode == "asymmetric":
+        return xr / _f64(scale)
+    if mode == "tf_half_pixel_for_nn":
+        return (xr + _f64(0.5)) / _f64(scale)
+    if mode == "tf_crop_and_resize":
+        start, end = float(roi[axis]), float(roi[rank + axis])
+        if n_out > 1:
+            return _f64(start * (n_in - 1)) + xr * _f64((end - start) * (n_in - 1) / (n_out - 1))
+        return _f64(0.5 * (start + end) * (n_in - 1))
+    raise ValueError(f"resize: unknown coordinate_transformation_mode {mode!r}")
+
+
+def _cubic(t, a: float):
+    """Keys cubic weights of the taps at offsets -1, 0, 1, 2 for fractional position ``t`` (float64)."""
+    A = _f64(a)
+
+    def near(u):
+        return ((A + _f64(2)) * u - (A + _f64(3))) * u * u + _f64(1)
+
+    def far(u):
+        return ((A * u - _f64(5) * A) * u + _f64(8) * A) * u - _f64(4) * A
+    one, two = _f64(1), _f64(2)
+    return [far(t + one), near(t), near(one - t), far(two - t)]
+
+
+def _axis_taps(mode: str, coord, n_in: int, nearest_mode: str, cubic_a: float, exclude_outside: bool):
+    """(indices, float64 weights) of the taps of one axis, as ``resize_taps`` computes them."""
+    base_f = tir.floor(coord)
+    frac = coord - base_f
+    base = base_f.astype("int32")
+    half = _f64(0.5)
+    if mode == "nearest":
+        if nearest_mode == "round_prefer_floor":
+            idx = base + tir.Select(frac > half, 1, 0)
+        elif nearest_mode == "round_prefer_ceil":
+            idx = base + tir.Select(frac >= half, 1, 0)
+        elif nearest_mode == "floor":
+            idx = base
+        elif nearest_mode == "ceil":
+            idx = base + tir.Select(frac > _f64(0), 1, 0)
+        else:
+            raise ValueError(f"resize: unknown nearest_mode {nearest_mode!r}")
+        idxs, wts = [idx], [_f64(1.0)]
+    elif mode == "linear":
+        idxs, wts = [base, base + 1], [_f64(1) - frac, frac]
+    elif mode == "cubic":
+        idxs = [base + d for d in (-1, 0, 1, 2)]
+        wts = _cubic(frac, cubic_a)
+        if exclude_outside:
+            wts = [tir.Select(tir.all(i >= 0, i < n_in), w, _f64(0)) for i, w in zip(idxs, wts)]
+            tot = wts[0] + wts[1] + wts[2] + wts[3]
+            wts = [w / tot for w in wts]
+    else:
+        raise ValueError(f"resize: unknown mode {mode!r}")
+    return [tir.max(tir.min(i, n_in - 1), 0) for i in idxs], wts
+
+
+@kernel("resize")
+def resize(spec: KernelSpec):
+    x = placeholder(spec, 0, "x")
+    shape, out_dtype = _out(spec)
+    a = spec.attrs
+    mode = a["mode"]
+    ctm = a.get("coordinate_transformation_mode", "half_pixel")
+    nearest_mode = a.get("nearest_mode", "round_prefer_floor")
+    scales = tuple(float(v) for v in a["scales"])
+    cubic_a = float(a.get("cubic_coeff_a", -0.75))
+    exclude = bool(int(a.get("exclude_outside", 0)))
+    extrap = float(a.get("extrapolation_value", 0.0))
+    roi = tuple(a.get("roi", ()) or ())
+    in_shape = _ints(x.shape)
+    rank = len(in_shape)
+    dtype = str(x.dtype)
+    cdt = dtype if mode == "nearest" else acc_dtype(dtype)
+    import numpy as np
+    from ...ops._nn_util import resize_coords
+    # axes whose coordinates are exactly the output positions are copied, as the reference does
+    active = []
+    for ax in range(rank):
+        if ctm != "tf_crop_and_resize" and in_shape[ax] == shape[ax] and np.array_equal(
+                resize_coords(ctm, in_shape[ax], shape[ax], scales[ax]), np.arange(shape[ax])):
+            continue
+        active.append(ax)
+
+    # per-axis tables (computed once per call, not per output element): tap indices, tap
+    # weights and, for tf_crop_and_resize, whether the position lies outside the input
+    tables = {}
+    table_names = []
+    def pick(vals, t):
+        out = vals[-1]
+        for k in range(len(vals) - 2, -1, -1):
+            out = tir.Select(t == k, vals[k], out)
+        return out
+
+    def axis_tables(ax: int):
+        n_in, n_out = in_shape[ax], shape[ax]
+        n_taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
+        coord = te.compute((n_out,), lambda o: _resize_coord(ctm, o, n_in, n_out, scales[ax], roi, ax, rank),
+                           name=f"coord{ax}")
+        names = [coord.op.name]
+
+        def taps(o):
+            return _axis_taps(mode, coord[o], n_in, nearest_mode, cubic_a, exclude)
+        idx_t = te.compute((n_out, n_taps), lambda o, t: pick(taps(o)[0], t), name=f"tap_idx{ax}")
+        names.append(idx_t.op.name)
+        w_t = None
+        if mode != "nearest":
+            w_t = te.compute((n_out, n_taps), lambda o, t: pick([w.astype(cdt) for w in taps(o)[1]], t),
+                             name=f"tap_w{ax}")
+            names.append(w_t.op.name)
+        out_t = None
+        if ctm == "tf_crop_and_resize":
+            out_t = te.compute((n_out,), lambda o: tir.Select(
+                tir.any(coord[o] < _f64(0), coord[o] > _f64(n_in - 1)), 1, 0), name=f"tap_out{ax}")
+            names.append(out_t.op.name)
+        return (n_taps, idx_t, w_t, out_t), names
+
+    for ax in active:
+        tables[ax], names = axis_tables(ax)
+        table_names += names
+
+    def f(*idx):
+        total = None
+        for combo in _product([range(tables[ax][0]) for ax in active]):
+            src = list(idx)
+            w = None
+            for ax, t in zip(active, combo):
+                _, idx_t, w_t, _ = tables[ax]
+                src[ax] = idx_t[idx[ax], t]
+                if w_t is not None:
+                    w = w_t[idx[ax], t] if w is None else w * w_t[idx[ax], t]
+            v = cast(x[tuple(src)], cdt)
+            term = v if w is None else v * w
+            total = term if total is None else total + term
+        flags = [tables[ax][3][idx[ax]] for ax in active if tables[ax][3] is not None]
+        if flags:
+            anyout = flags[0]
+            for fl in flags[1:]:
+                anyout = tir.max(anyout, fl)
+            total = tir.Select(anyout > 0, tir.const(extrap, cdt), total)
+        return cast(total, out_dtype)
+    out = te.compute(shape, f, name="out")
+
+    def schedule(sch, _spec):
+        loops = sch.get_loops(sch.get_sblock("out"))
+        n_par = max(1, len(loops) - 1)
+        if math.prod(shape) >= (1 << 15):
+            sch.parallel(sch.fuse(*loops[:n_par]) if n_par > 1 else loops[0])
+    # TIR common-subexpression elimination is quadratic in the size of the (up to 64-term)
+    # interpolation expression and gains nothing over LLVM's own: the build skips it
+    return scheduled(spec, [x], [out], schedule).with_attr(NO_TIR_CSE_ATTR, True)
+
+
+def _product(ranges):
+    if not ranges:
+        yield ()
+        return
+    for i in ranges[0]:
+        for rest in _product(ranges[1:]):
+            yield (i,) + rest
