@@ -49,7 +49,7 @@ class Target:
     def check_toolchain(self) -> None:
         if shutil.which(self.cc) is None:
             raise TargetError(f"target {self.name}: C compiler {self.cc!r} not found; install it "
-                              f"(Debian: {self.extra.get('install_hint', 'apt-get install gcc')})")
+                              f"(Debian: {self.extra.get('install_hint') or 'apt-get install ' + self.cc})")
 
     def host_can_run(self) -> bool:
         if self.emulator:
@@ -122,7 +122,7 @@ def load_target(name_or_path: str | Path | Target = "host") -> Target:
             cc=tc.get("cc", "gcc"), cflags=tuple(tc.get("cflags", ())), ldflags=tuple(tc.get("ldflags", ())),
             libs=tuple(tc.get("libs", ())), emulator=tuple(run.get("emulator", ())),
             requires_cpu_flags=tuple(run.get("requires_cpu_flags", ())), path=str(p),
-            extra={k: v for k, v in data.items() if k not in known} | {"install_hint": tc.get("install_hint", "")},
+            extra={k: v for k, v in data.items() if k not in known} | {"install_hint": tc.get("install_hint", f"apt-get install {tc.get('cc', 'gcc')}")},
         )
     except KeyError as e:
         raise TargetError(f"{p}: missing field {e}") from None

@@ -145,9 +145,11 @@ def import_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, 
                 if len(bound) != len(dims):
                     shape_errors.append(f"input {vi.name!r}: given rank {len(bound)} shape {list(bound)}, model has rank {len(dims)} {dims}")
                     continue
-                for k, (b, d) in enumerate(zip(bound, dims)):
-                    if isinstance(d, int) and d != b:
-                        shape_errors.append(f"input {vi.name!r}: dim {k} is {d} in the model, given {b}")
+                clash = [f"input {vi.name!r}: dim {k} is {d} in the model, given {b}"
+                         for k, (b, d) in enumerate(zip(bound, dims)) if isinstance(d, int) and d != b]
+                if clash:
+                    shape_errors.extend(clash)
+                    continue
             if any(b < 0 for b in bound):
                 shape_errors.append(f"input {vi.name!r}: dims must be non-negative, given {list(bound)}")
                 continue
