@@ -16,6 +16,8 @@ nearest-neighbour choices on .5 boundaries agree.
 """
 from __future__ import annotations
 
+import numpy as np
+
 import math
 from typing import Sequence
 
@@ -560,29 +562,41 @@ def _f64(v: float):
     return tir.const(float(v), "float64")
 
 
+from ...ops._nn_util import NEAREST_TIE_EPS  # noqa: E402
+
+
+def _f32(v: float):
+    return tir.const(float(np.float32(v)), "float32")
+
+
 def _resize_coord(mode: str, o, n_in: int, n_out: int, scale: float, roi: Sequence[float], axis: int, rank: int):
-    """Source coordinate (float64) of output position ``o`` along one axis: the same operations,
-    in the same order, as ``edgec.ops._nn_util.resize_coords`` (so the values are identical)."""
-    xr = o.astype("float64")
-    if mode == "half_pixel":
-        return (xr + _f64(0.5)) / _f64(scale) - _f64(0.5)
-    if mode == "half_pixel_symmetric":
-        adjustment = n_out / (scale * n_in)
-        offset = n_in / 2 * (1 - adjustment)
-        return _f64(offset) + ((xr + _f64(0.5)) / _f64(scale) - _f64(0.5))
-    if mode == "pytorch_half_pixel":
-        return (xr + _f64(0.5)) / _f64(scale) - _f64(0.5) if n_out > 1 else _f64(0.0)
+    """Source coordinate (float32) of output position ``o`` along one axis: the same float32
+    operations, in the same order, as ``edgec.ops._nn_util.resize_coords`` (which follows
+    onnxruntime), so nearest-neighbour choices at ties are identical."""
+    xr = o.astype("float32")
+    s, fin, fout = _f32(scale), _f32(n_in), _f32(n_out)
+    if mode in ("half_pixel", "pytorch_half_pixel"):
+        if mode == "pytorch_half_pixel" and n_out == 1:
+            return _f32(0.0)
+        return (xr + _f32(0.5)) / s - _f32(0.5)
+    if mode == "half_pixel_symmetric":   # the last step in float64, as the reference
+        f = np.float32
+        adjustment = f(n_out) / (f(scale) * f(n_in))
+        offset = (f(n_in) / f(2)) * (f(1) - adjustment)
+        return (_f64(float(offset)) + (xr.astype("float64") + _f64(0.5)) / _f64(float(f(scale)))
+                - _f64(0.5)).astype("float32")
     if mode == "align_corners":
-        return xr * _f64((n_in - 1) / (n_out - 1)) if n_out > 1 else _f64(0.0)
+        return xr * (fin - _f32(1)) / (fout - _f32(1)) if n_out > 1 else _f32(0.0)
     if mode == "asymmetric":
-        return xr / _f64(scale)
+        return xr / s
     if mode == "tf_half_pixel_for_nn":
-        return (xr + _f64(0.5)) / _f64(scale)
+        return (xr + _f32(0.5)) / s
     if mode == "tf_crop_and_resize":
-        start, end = float(roi[axis]), float(roi[rank + axis])
-        if n_out > 1:
-            return _f64(start * (n_in - 1)) + xr * _f64((end - start) * (n_in - 1) / (n_out - 1))
-        return _f64(0.5 * (start + end) * (n_in - 1))
+        f = np.float32
+        start, end = f(roi[axis]), f(roi[rank + axis])
+        if n_out == 1:
+            return _f32(float(np.float32(0.5 * np.float64(start + end) * np.float64(f(n_in) - f(1)))))
+        return _f32(float(start * (f(n_in) - f(1)))) + xr * _f32(float(end - start)) * (fin - _f32(1)) / (fout - _f32(1))
     raise ValueError(f"resize: unknown coordinate_transformation_mode {mode!r}")
 
 
@@ -602,14 +616,16 @@ def _cubic(t, a: float):
 def _axis_taps(mode: str, coord, n_in: int, nearest_mode: str, cubic_a: float, exclude_outside: bool):
     """(indices, float64 weights) of the taps of one axis, as ``resize_taps`` computes them."""
     base_f = tir.floor(coord)
-    frac = coord - base_f
+    frac = (coord - base_f).astype("float64")
     base = base_f.astype("int32")
     half = _f64(0.5)
     if mode == "nearest":
+        # within NEAREST_TIE_EPS of a half is a tie, as in the reference (and onnxruntime)
+        tie = tir.abs(frac - half) < _f64(NEAREST_TIE_EPS)
         if nearest_mode == "round_prefer_floor":
-            idx = base + tir.Select(frac > half, 1, 0)
+            idx = base + tir.Select(tir.all(frac > half, tir.Not(tie)), 1, 0)
         elif nearest_mode == "round_prefer_ceil":
-            idx = base + tir.Select(frac >= half, 1, 0)
+            idx = base + tir.Select(tir.any(frac > half, tie), 1, 0)
         elif nearest_mode == "floor":
             idx = base
         elif nearest_mode == "ceil":
