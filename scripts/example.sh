@@ -3,8 +3,9 @@
 # from Python, from the edgec command line, and from the plain C example program.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+source scripts/_python.sh
 bash scripts/setup.sh
+source scripts/_python.sh   # setup may have made .venv
 
 OUT=build/example
 mkdir -p "$OUT"

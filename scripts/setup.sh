@@ -3,7 +3,7 @@
 # C runtime with CMake. Idempotent: a second run only checks. Usage: scripts/setup.sh [--test]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+source scripts/_python.sh
 
 need_apt=()
 command -v gcc   >/dev/null 2>&1 || need_apt+=(gcc)
@@ -11,6 +11,18 @@ command -v make  >/dev/null 2>&1 || need_apt+=(make)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# Python headers (the runtime's cffi extension compiles against them)
+if ! $PY -c "import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')) else 1)"; then
+  echo "setup: installing Debian packages: python3-dev python3-venv"
+  apt-get update -qq && apt-get install -y -qq python3-dev python3-venv
+fi
+# a Debian system Python refuses pip installs (PEP 668): use a virtual environment instead
+if [ "$PY" = python3 ] && [ -e "$($PY -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')/EXTERNALLY-MANAGED" ]; then
+  echo "setup: system Python is externally managed; creating .venv"
+  $PY -m venv .venv
+  PY=.venv/bin/python
 fi
 
 extras="verify"

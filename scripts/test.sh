@@ -3,7 +3,7 @@
 # EDGEC_SLOW=1 also runs the exhaustive tests (by default CI runs a sample of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+source scripts/_python.sh
 export EDGEC_CACHE_DIR=${EDGEC_CACHE_DIR:-$PWD/build/kernel-cache}
 
 echo "== ctest (Release)"
