@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `import edgec` and `from tests.helpers import ...` from any cwd
     sys.path.insert(0, str(REPO))
 
+from tests.conformance import tally as _tally  # noqa: E402
 from tests.helpers import engine as _engine  # noqa: E402
 
 _SLOW_REASON = "slow test: run with --run-slow or EDGEC_SLOW=1"
@@ -71,7 +72,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=_COMPILED_REASON))
 
 
+def pytest_runtest_logreport(report):
+    _tally.record(report)
+
+
+def pytest_sessionfinish(session):
+    # an xdist worker hands its count of deselected slow tests to the controller
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["edgec_slow_deselected"] = getattr(session.config, "_edgec_slow_deselected", 0)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    n = getattr(node, "workeroutput", {}).get("edgec_slow_deselected", 0)
+    node.config._edgec_slow_deselected = max(getattr(node.config, "_edgec_slow_deselected", 0), n)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    _tally.summary(terminalreporter)
     skipped = terminalreporter.stats.get("skipped", [])
     reasons = [r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr) for r in skipped]
     n_slow = getattr(config, "_edgec_slow_deselected", 0)

@@ -1,5 +1,8 @@
 """Tally of the ONNX node conformance run, printed at the end of the session.
 
+Called from the root tests/conftest.py: under pytest-xdist only the root conftest is loaded in
+the controlling process, where reports arrive and the summary is printed.
+
 Each node test records ``node_status`` = "claimed", and the unsupported-models test records
 "unsupported:<count>", as user properties;
 reports reach this hook in the controlling process also under pytest-xdist. A node test
@@ -15,7 +18,7 @@ _results: dict[str, dict] = {}
 _unsupported: dict[str, str] = {}
 
 
-def pytest_runtest_logreport(report):
+def record(report) -> None:
     for k, v in report.user_properties:
         if k == "node_status" and str(v).startswith("unsupported:"):
             _unsupported[report.nodeid] = str(v).split(":", 1)[1]
@@ -31,7 +34,7 @@ def pytest_runtest_logreport(report):
         r["passed_call"] = True
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
+def summary(terminalreporter) -> None:
     if not _results:
         return
     unsupported = sum(int(v) for v in _unsupported.values())
