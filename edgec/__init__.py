@@ -16,10 +16,14 @@ def compile(model, target="host", input_shapes=None, output_dir=None, **options)
     return compile_model(model, target=target, input_shapes=input_shapes, output_dir=output_dir, **options)
 
 
-def load(path, threads=None):
-    """Load an artifact folder with the C runtime; returns an ``edgec.runtime.Model``."""
+def load(path, threads=None, emulate=False):
+    """Load an artifact folder with the C runtime; returns an ``edgec.runtime.Model``.
+
+    ``emulate=True`` runs an artifact built for another CPU (e.g. aarch64) through its runner
+    under the target's emulator (qemu user mode); same ``inputs``/``outputs``/``run`` interface.
+    """
     from .runtime import load as _load
-    return _load(path, threads=threads)
+    return _load(path, threads=threads, emulate=emulate)
 
 
 __all__ = ["compile", "load", "EdgecError", "__version__"]

@@ -3,6 +3,7 @@
     edgec compile model.onnx --target x86_64 --input-shape x=1,3,48,192 -o out/
     edgec run out/ --input x=input.npy -o results/
     edgec verify out/ model.onnx
+    edgec verify out_aarch64/ model.onnx --emulate     # a foreign-target artifact under qemu
     edgec inspect out/
     edgec bench out/ --threads 1 --runs 100
 
@@ -109,7 +110,7 @@ def cmd_compile(a) -> int:
 
 def cmd_run(a) -> int:
     from .runtime import load
-    with load(a.artifact, threads=a.threads) as m:
+    with load(a.artifact, threads=a.threads, emulate=a.emulate) as m:
         feeds = load_inputs(a.input, m.inputs)
         outs = m.run(feeds)
     outdir = Path(a.output) if a.output else None
@@ -132,7 +133,7 @@ def cmd_verify(a) -> int:
     except ImportError:
         raise EdgecError("edgec verify needs onnxruntime: pip install onnxruntime") from None
     from .runtime import load
-    with load(a.artifact, threads=a.threads) as m:
+    with load(a.artifact, threads=a.threads, emulate=a.emulate) as m:
         feeds = random_inputs(m.inputs, a.seed)
         feeds.update(load_inputs(a.input, m.inputs))
         got = m.run(feeds)
@@ -190,7 +191,14 @@ def cmd_inspect(a) -> int:
 
 def cmd_bench(a) -> int:
     import time
+    from .errors import ArtifactError
     from .runtime import load
+    from .runtime.emulated import _artifact_dir, artifact_arch, read_manifest
+    from .targets import host_arch
+    arch = artifact_arch(read_manifest(_artifact_dir(a.artifact)))
+    if arch is not None and arch != host_arch():
+        raise ArtifactError(f"{a.artifact} is built for {arch}: emulated timings mean nothing, so bench it on the "
+                            f"device (bin/run_model <artifact> --bench N)")
     with load(a.artifact, threads=a.threads) as m:
         feeds = random_inputs(m.inputs, 0)
         for _ in range(max(1, a.warmup)):
@@ -238,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", "-i", action="append", metavar="NAME=FILE.npy", help="an input (repeatable); bare files go in input order")
     r.add_argument("-o", "--output", help="folder for one .npy per output")
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--emulate", action="store_true", help="run a foreign-target artifact (e.g. aarch64) under its emulator (qemu)")
     r.set_defaults(fn=cmd_run)
 
     v = sub.add_parser("verify", help="compare an artifact with onnxruntime on generated (or given) inputs")
@@ -247,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--rtol", type=float, default=1e-4, help="max abs error allowed, relative to the output's max |value|")
     v.add_argument("--threads", type=int, default=1)
+    v.add_argument("--emulate", action="store_true", help="run a foreign-target artifact (e.g. aarch64) under its emulator (qemu)")
     v.set_defaults(fn=cmd_verify)
 
     i = sub.add_parser("inspect", help="show an artifact's ops, tensors and sizes")

@@ -64,18 +64,26 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
         (tmp / BLOB_NAME).write_bytes(blob)
         if lib.library is not None and Path(lib.library) != tmp / LIB_NAME:
             shutil.copy2(lib.library, tmp / LIB_NAME)
+        runner = None
+        if tgt.hosted and tgt.is_foreign():   # no native run here: ship a runner for device and emulator
+            from .artifact.runner import RUNNER_PATH, build_runner
+            runner = build_runner(tgt, tmp / RUNNER_PATH, cache_dir=cache.dir)
         timings = {"import_s": t_import - t0, "passes_s": t_passes - t_import, "kernels_s": t_build - t_passes,
                    "total_s": time.perf_counter() - t0}
         report = build_report(graph, exec_graph, plan, lib, tgt, blob_bytes=len(blob), timings=timings,
-                              lib_path=tmp / LIB_NAME if (tmp / LIB_NAME).exists() else None)
+                              lib_path=tmp / LIB_NAME if (tmp / LIB_NAME).exists() else None, runner_path=runner)
         (tmp / "report.json").write_text(json.dumps(report, indent=1))
         (tmp / "report.txt").write_text(format_report(report))
         manifest = {
             "format": "edgec-artifact", "edgec_version": __version__, "blob_version": "1.0",
             "model": name, "target": tgt.name, "target_file": Path(tgt.path).name, "hosted": tgt.hosted,
+            "arch": tgt.arch,
             "inputs": [_io(graph, n) for n in graph.inputs], "outputs": [_io(graph, n) for n in graph.outputs],
             "files": {"blob": BLOB_NAME, "library": LIB_NAME if (tmp / LIB_NAME).exists() else None},
         }
+        if runner is not None:
+            manifest["files"]["runner"] = runner.relative_to(tmp).as_posix()
+            manifest["run"] = {"emulator": list(tgt.emulator), "install_hint": tgt.extra.get("install_hint", "")}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         _replace_dir(tmp, output_dir)
     except BaseException:
@@ -135,7 +143,8 @@ def _blob_model(g: Graph, plan: MemoryPlan, lib):
 
 
 def build_report(graph: Graph, exec_graph: Graph, plan: MemoryPlan, lib, tgt: Target, blob_bytes: int,
-                 timings: dict[str, float], lib_path: Path | None) -> dict[str, Any]:
+                 timings: dict[str, float], lib_path: Path | None,
+                 runner_path: Path | None = None) -> dict[str, Any]:
     """The bill of materials: per layer and for the whole model, from the plan and the built objects."""
     layers = []
     calls = {id(n): c for n, c in zip(exec_graph.nodes, lib.calls)}
@@ -170,6 +179,7 @@ def build_report(graph: Graph, exec_graph: Graph, plan: MemoryPlan, lib, tgt: Ta
             "kernel_code_bytes": int(code),
             "library_file_bytes": int(lib_path.stat().st_size) if lib_path else None,
             "blob_bytes": int(blob_bytes),
+            "runner_file_bytes": int(runner_path.stat().st_size) if runner_path else None,
         },
         "inputs": [_io(graph, n) for n in graph.inputs],
         "outputs": [_io(graph, n) for n in graph.outputs],
@@ -192,7 +202,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"arena {_kb(s['arena_bytes'])} (lower bound {_kb(s['arena_lower_bound_bytes'])}), "
         f"workspace {_kb(s['workspace_bytes_per_thread'])} per thread",
         f"kernel code {_kb(s['kernel_code_bytes'])}, kernels.so {_kb(s['library_file_bytes'])}, "
-        f"model blob {_kb(s['blob_bytes'])}",
+        f"model blob {_kb(s['blob_bytes'])}"
+        + (f", runner {_kb(s['runner_file_bytes'])}" if s.get("runner_file_bytes") else ""),
         "",
         f"{'#':>4} {'layer':<32} {'op':<16} {'MACs':>14} {'weights':>11} {'output':>11} {'code':>9}",
     ]

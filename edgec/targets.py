@@ -57,6 +57,25 @@ class Target:
         flags = host_cpu_flags()
         return all(f in flags for f in self.requires_cpu_flags)
 
+    @property
+    def arch(self) -> str:
+        """The CPU family of the TVM triple: ``x86_64``, ``aarch64``, ``arm``, ``riscv64``, ..."""
+        return triple_arch(str(self.tvm.get("mtriple", "")))
+
+    def is_foreign(self) -> bool:
+        """True when this machine cannot run the target's code natively (another CPU family):
+        a hosted foreign artifact carries a runner program to run under the emulator."""
+        return self.arch != host_arch()
+
+    def check_emulator(self) -> None:
+        """TargetError naming the packages to install when the emulator is missing."""
+        if not self.emulator:
+            raise TargetError(f"target {self.name}: no emulator configured ([run] emulator in {self.path or 'its file'}); "
+                              f"run the artifact on the device")
+        if shutil.which(self.emulator[0]) is None:
+            raise TargetError(f"target {self.name}: emulator {self.emulator[0]!r} not found; install it "
+                              f"(Debian: {self.extra.get('install_hint') or 'apt-get install qemu-user'})")
+
 
 def _dirs() -> list[Path]:
     return [d for d in (TARGETS_DIR, _PACKAGED) if d.is_dir()]
@@ -77,6 +96,24 @@ def host_cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+def triple_arch(triple: str) -> str:
+    """Normalized CPU family of an LLVM triple or of ``platform.machine()``."""
+    a = triple.split("-", 1)[0].lower()
+    if a in ("x86_64", "amd64", "x64"):
+        return "x86_64"
+    if a in ("aarch64", "arm64", "aarch64_be"):
+        return "aarch64"
+    if a.startswith(("arm", "thumb")):
+        return "arm"
+    if a in ("i386", "i486", "i586", "i686", "x86"):
+        return "x86"
+    return a
+
+
+def host_arch() -> str:
+    return triple_arch(platform.machine())
 
 
 def host_target_name() -> str:

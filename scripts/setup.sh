@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything edgec needs on a fresh Debian machine with Python 3.11, then build the
 # C runtime with CMake. Idempotent: a second run only checks. Usage: scripts/setup.sh [--test]
+# (--test also installs the test extras and the ARM cross compilers + qemu-user).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_python.sh
@@ -8,9 +9,17 @@ source scripts/_python.sh
 need_apt=()
 command -v gcc   >/dev/null 2>&1 || need_apt+=(gcc)
 command -v make  >/dev/null 2>&1 || need_apt+=(make)
+# --test: cross compilers and qemu user mode for the hosted ARM targets (tests/targets_arm)
+if [ "${1:-}" = "--test" ]; then
+  { command -v aarch64-linux-gnu-gcc && [ -e /usr/aarch64-linux-gnu/include/stdio.h ]; } >/dev/null 2>&1 ||
+    need_apt+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+  { command -v arm-linux-gnueabihf-gcc && [ -e /usr/arm-linux-gnueabihf/include/stdio.h ]; } >/dev/null 2>&1 ||
+    need_apt+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
+  { command -v qemu-aarch64 && command -v qemu-arm; } >/dev/null 2>&1 || need_apt+=(qemu-user)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
-  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
 # Python headers (the runtime's cffi extension compiles against them)

@@ -3,9 +3,12 @@
     import edgec.runtime
     with edgec.runtime.load("out/", threads=2) as m:
         outputs = m.run({"x": x})
+    m = edgec.runtime.load("out_aarch64/", emulate=True)   # a foreign artifact, under qemu
 
-See ``edgec.runtime.model.Model`` for the API and docs/c_api.md for the C side.
+See ``edgec.runtime.model.Model`` for the API, ``edgec.runtime.emulated`` for foreign-target
+artifacts and docs/c_api.md for the C side.
 """
-from .model import DTYPES, Model, RuntimeOptionError, TensorInfo, load
+from .emulated import EmulatedModel, load
+from .model import DTYPES, Model, RuntimeOptionError, TensorInfo
 
-__all__ = ["load", "Model", "TensorInfo", "DTYPES", "RuntimeOptionError"]
+__all__ = ["load", "Model", "EmulatedModel", "TensorInfo", "DTYPES", "RuntimeOptionError"]

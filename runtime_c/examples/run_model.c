@@ -335,7 +335,12 @@ int main(int argc, char** argv) {
       safe[j] = keep ? c : '_';
     }
     safe[j] = '\0';
-    if (strcmp(safe, ".") == 0 || strcmp(safe, "..") == 0 || safe[0] == '\0') safe[0] = '_';
+    if (safe[0] == '\0') {
+      safe[0] = '_';
+      safe[1] = '\0';
+    } else if (strcmp(safe, ".") == 0 || strcmp(safe, "..") == 0) {
+      safe[0] = '_';
+    }
     snprintf(path, sizeof(path), "%s/%s.npy", outdir, safe);
     format_shape(&info, shape, sizeof(shape));
     if (!save_npy(path, &info, data)) goto out;

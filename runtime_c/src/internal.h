@@ -54,7 +54,17 @@ enum {
 /* C99 static assertion. */
 #define EDGEC_STATIC_ASSERT(cond, name) typedef char edgec_static_assert_##name[(cond) ? 1 : -1]
 EDGEC_STATIC_ASSERT(sizeof(edgec_ffi_any_t) == 16, ffi_any_is_16_bytes);
+EDGEC_STATIC_ASSERT(offsetof(edgec_ffi_any_t, v) == 8, ffi_any_value_at_8); /* also on 32-bit ABIs */
 EDGEC_STATIC_ASSERT(sizeof(edgec_dl_dtype_t) == 4, dl_dtype_is_4_bytes);
+/* DLTensor as TVM's generated code reads it (TVM_NOTES: 48 bytes on LP64, 40 on armv7 EABI,
+ * where int64 is 8-aligned): checked per ABI that edgec ships targets for. */
+#if defined(__x86_64__) || defined(__aarch64__)
+EDGEC_STATIC_ASSERT(sizeof(edgec_dltensor_t) == 48 && offsetof(edgec_dltensor_t, byte_offset) == 40, dltensor_lp64);
+#elif defined(__arm__)
+EDGEC_STATIC_ASSERT(sizeof(edgec_dltensor_t) == 40 && offsetof(edgec_dltensor_t, shape) == 20 &&
+                        offsetof(edgec_dltensor_t, byte_offset) == 32,
+                    dltensor_arm_eabi);
+#endif
 
 /*===----------------------------------------------------------------------===*/
 /* Blob layout (docs/artifact.md)                                             */
