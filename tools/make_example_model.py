@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path("/work/shared/data/textcls/sms_spam")
+DATA = next((p for p in (REPO.parent / "shared" / "data" / "textcls" / "sms_spam",
+                         Path("/work/shared/data/textcls/sms_spam")) if p.is_dir()),
+            REPO.parent / "shared" / "data" / "textcls" / "sms_spam")
 DEFAULT_OUT = REPO / "tests" / "data" / "models" / "sms_spam_mlp.onnx"
 LABELS = ["ham", "spam"]
 BUCKETS = 1024

@@ -13,7 +13,7 @@ input .pb files; ``run_node_test`` then runs the graph with the numpy reference 
 and compares every output with ``compare`` (floats rtol 1e-3, atol 1e-5, NaNs in place;
 everything else exactly; same dtype and shape).
 
-The data folder defaults to /work/shared/data/onnx-node; EDGEC_ONNX_NODE_DATA overrides it.
+The data folder defaults to shared/data/onnx-node (tests/shared_data.py); EDGEC_ONNX_NODE_DATA overrides it.
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-DEFAULT_DIR = "/work/shared/data/onnx-node"
 
 
 class NotTensorData(Exception):
@@ -33,7 +32,8 @@ class NotTensorData(Exception):
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("EDGEC_ONNX_NODE_DATA", DEFAULT_DIR))
+    from tests.shared_data import shared_data
+    return Path(os.environ.get("EDGEC_ONNX_NODE_DATA") or shared_data("onnx-node"))
 
 
 def iter_node_tests(root: Path | None = None, tensor_only: bool = True) -> Iterator[Path]:

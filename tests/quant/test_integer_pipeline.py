@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import shared_data
+
 from edgec.quant import (CalibrationOptions, calibrate, compute_scale_zp, dequantize, load_calibration, quantize,
                          quantize_bias, quantize_multiplier, quantize_weights_per_channel, requantize)
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "textcls" / "sms_spam"  # ../shared from the repo
+DATA = shared_data("textcls", "sms_spam")
 
 
 @pytest.fixture(scope="module")
 def setup(repo_root):
     if not (DATA / "train.tsv").is_file():
-        pytest.skip(f"{DATA} is not available")
+        pytest.fail(f"{DATA} is not available (set EDGEC_SHARED_DIR to the shared folder)", pytrace=False)
     from edgec.frontend.onnx_import import import_onnx
     from edgec.passes import run_pipeline
     spec = importlib.util.spec_from_file_location("make_example_model", repo_root / "tools/make_example_model.py")
