@@ -2,4 +2,4 @@
 
 One module per group; importing this package registers them all in ``edgec.ir.ops.OPS``.
 """
-from . import elementwise, matrix, nn, tensor, reduce  # noqa: F401
+from . import elementwise, matrix, nn, tensor, reduce, quant  # noqa: F401
