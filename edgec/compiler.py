@@ -34,6 +34,9 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
     t0 = time.perf_counter()
     tgt = load_target(target)
     tgt.check_toolchain()
+    if not tgt.hosted:
+        from .artifact.firmware import check_tools
+        check_tools(tgt)     # cc, ar and size: fail before the kernels are built
     if name is None:
         name = Path(model).stem if isinstance(model, (str, Path)) else "model"
     if output_dir is None:
@@ -64,6 +67,10 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
         (tmp / BLOB_NAME).write_bytes(blob)
         if lib.library is not None and Path(lib.library) != tmp / LIB_NAME:
             shutil.copy2(lib.library, tmp / LIB_NAME)
+        footprint = None
+        if not tgt.hosted:   # static libraries, the blob as a C array, sizes (edgec.artifact.firmware)
+            from .artifact.firmware import package_baremetal
+            footprint = package_baremetal(tgt, tmp, lib, blob, blob_model)
         runner = None
         if tgt.hosted and tgt.is_foreign():   # no native run here: ship a runner for device and emulator
             from .artifact.runner import RUNNER_PATH, build_runner
@@ -72,6 +79,8 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
                    "total_s": time.perf_counter() - t0}
         report = build_report(graph, exec_graph, plan, lib, tgt, blob_bytes=len(blob), timings=timings,
                               lib_path=tmp / LIB_NAME if (tmp / LIB_NAME).exists() else None, runner_path=runner)
+        if footprint is not None:
+            report["footprint"] = footprint
         (tmp / "report.json").write_text(json.dumps(report, indent=1))
         (tmp / "report.txt").write_text(format_report(report))
         manifest = {
@@ -81,6 +90,12 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
             "inputs": [_io(graph, n) for n in graph.inputs], "outputs": [_io(graph, n) for n in graph.outputs],
             "files": {"blob": BLOB_NAME, "library": LIB_NAME if (tmp / LIB_NAME).exists() else None},
         }
+        if footprint is not None:
+            from .artifact import firmware as fw
+            manifest["files"].update({"model_library": fw.LIB_MODEL, "runtime_library": fw.LIB_RUNTIME,
+                                      "blob_c": fw.BLOB_C, "blob_h": fw.BLOB_H})
+            manifest["run"] = {"emulator": list(tgt.emulator), "install_hint": tgt.extra.get("install_hint", ""),
+                               "target_path": str(Path(tgt.path).resolve()) if tgt.path else ""}
         if runner is not None:
             manifest["files"]["runner"] = runner.relative_to(tmp).as_posix()
             manifest["run"] = {"emulator": list(tgt.emulator), "install_hint": tgt.extra.get("install_hint", "")}
@@ -211,6 +226,10 @@ def format_report(r: dict[str, Any]) -> str:
         code = "alias" if layer["alias"] else str(layer["kernel_code_bytes"])
         lines.append(f"{k:>4} {layer['name'][:32]:<32} {layer['op']:<16} {layer['macs']:>14,} "
                      f"{layer['weight_bytes']:>11,} {layer['output_bytes']:>11,} {code:>9}")
+    if r.get("footprint"):
+        from .artifact.firmware import format_footprint
+        lines.append("")
+        lines.extend(format_footprint(r["footprint"]))
     ct = r.get("compile_time", {})
     if ct:
         lines.append("")

@@ -159,7 +159,8 @@ def load_target(name_or_path: str | Path | Target = "host") -> Target:
             cc=tc.get("cc", "gcc"), cflags=tuple(tc.get("cflags", ())), ldflags=tuple(tc.get("ldflags", ())),
             libs=tuple(tc.get("libs", ())), emulator=tuple(run.get("emulator", ())),
             requires_cpu_flags=tuple(run.get("requires_cpu_flags", ())), path=str(p),
-            extra={k: v for k, v in data.items() if k not in known} | {"install_hint": tc.get("install_hint", f"apt-get install {tc.get('cc', 'gcc')}")},
+            extra={k: v for k, v in data.items() if k not in known} | {"install_hint": tc.get("install_hint", f"apt-get install {tc.get('cc', 'gcc')}"),
+                                                                       "toolchain": dict(tc)},
         )
     except KeyError as e:
         raise TargetError(f"{p}: missing field {e}") from None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything edgec needs on a fresh Debian machine with Python 3.11, then build the
 # C runtime with CMake. Idempotent: a second run only checks. Usage: scripts/setup.sh [--test]
-# (--test also installs the test extras and the ARM cross compilers + qemu-user).
+# (--test also installs the test extras, the ARM cross compilers + qemu-user, and the
+# bare-metal arm-none-eabi toolchain + newlib + qemu-system-arm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_python.sh
@@ -16,6 +17,10 @@ if [ "${1:-}" = "--test" ]; then
   { command -v arm-linux-gnueabihf-gcc && [ -e /usr/arm-linux-gnueabihf/include/stdio.h ]; } >/dev/null 2>&1 ||
     need_apt+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
   { command -v qemu-aarch64 && command -v qemu-arm; } >/dev/null 2>&1 || need_apt+=(qemu-user)
+  # bare-metal Cortex-M targets (tests/targets_baremetal): toolchain, newlib, qemu-system-arm
+  { command -v arm-none-eabi-gcc && [ -e /usr/lib/arm-none-eabi/newlib/rdimon.specs ]; } >/dev/null 2>&1 ||
+    need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+  command -v qemu-system-arm >/dev/null 2>&1 || need_apt+=(qemu-system-arm)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"

@@ -73,6 +73,12 @@ def load(path, threads: int | None = None, emulate: bool = False):
     if arch is None or arch == host_arch():
         return Model(p, threads)
     name = str(manifest.get("target") or arch)
+    if manifest.get("hosted") is False:   # bare metal: the example firmware under qemu-system-arm
+        if not emulate:
+            raise ArtifactError(f"artifact {str(p)!r} is a bare-metal {name} artifact: link it into firmware "
+                                f"(examples/cortex_m/) or pass --emulate / emulate=True to run it under qemu")
+        from ..artifact.firmware import FirmwareModel
+        return FirmwareModel(p, threads, manifest)
     if not emulate:
         what = name if name == arch else f"{name} ({arch})"
         raise ArtifactError(f"artifact {str(p)!r} is built for {what}, this machine is {host_arch()}; "
