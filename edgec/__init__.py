@@ -26,4 +26,40 @@ def load(path, threads=None, emulate=False):
     return _load(path, threads=threads, emulate=emulate)
 
 
-__all__ = ["compile", "load", "EdgecError", "__version__"]
+def prune(model, ratio=0.5, mode="channel", norm="l1", per_layer=None, input_shapes=None, output=None,
+          min_channels=1, skip=(), scope="layer"):
+    """Prune an ONNX model (path, bytes or ModelProto); returns ``(onnx.ModelProto, report)``.
+
+    ``mode="channel"``: structured pruning (``edgec.passes.prune_channels``: filters and neurons
+    removed, ``report`` a ``PruneReport`` with per-layer channels and MACs); ``mode="unstructured"``:
+    magnitude pruning (``edgec.passes.prune_weights``: weights zeroed, ``scope`` "layer"|"global",
+    ``report`` a ``PruneWeightsReport`` with sparsities). ``per_layer`` maps node names to ratios.
+    The model is imported with ``input_shapes`` bound (the result has static shapes) and the pruned
+    graph exported to ONNX (opset 20); ``output`` also saves it to that path. See docs/pruning.md.
+    """
+    from .frontend.onnx_export import export_onnx
+    from .frontend.onnx_import import import_onnx
+    if mode == "channel":
+        from .passes.prune_channels import PruneOptions, prune_channels
+        opts = PruneOptions(ratio=ratio, norm=norm, per_layer=dict(per_layer or {}), min_channels=min_channels,
+                            skip=frozenset(skip))
+        run = prune_channels
+    elif mode == "unstructured":
+        from .passes.prune_weights import PruneWeightsOptions, prune_weights
+        opts = PruneWeightsOptions(ratio=ratio, scope=scope, per_layer=dict(per_layer or {}), skip=frozenset(skip))
+        run = prune_weights
+    else:
+        raise EdgecError(f"prune mode must be 'channel' or 'unstructured', got {mode!r}")
+    graph = import_onnx(model, input_shapes=input_shapes)
+    unknown = sorted((set(per_layer or {}) | set(skip)) - {n.name for n in graph.nodes})
+    if unknown:
+        raise EdgecError(f"--per-layer/skip name(s) {unknown} are not nodes of the model")
+    pruned, report = run(graph, opts)
+    proto = export_onnx(pruned)
+    if output is not None:
+        import onnx
+        onnx.save(proto, str(output))
+    return proto, report
+
+
+__all__ = ["compile", "load", "prune", "EdgecError", "__version__"]

@@ -96,11 +96,23 @@ def compare_outputs(got: dict[str, np.ndarray], want: dict[str, np.ndarray], rto
 def cmd_compile(a) -> int:
     from .compiler import compile_model
     from .frontend.onnx_import import parse_input_shapes
+    quant = {}
+    if a.quantize is not None or a.calib is not None:
+        random_calib = a.calib == "random"
+        quant = dict(quantize=a.quantize, calib=None if random_calib else a.calib, calib_method=a.calib_method,
+                     calib_random=random_calib, calib_samples=a.calib_samples, per_channel=a.per_channel)
+        if random_calib:
+            print("edgec compile: warning: calibrating on random inputs: the accuracy of the int8 model is unknown",
+                  file=sys.stderr)
     out = compile_model(a.model, target=a.target, input_shapes=parse_input_shapes(a.input_shape or []),
-                        output_dir=a.output, cache_dir=a.cache_dir)
+                        output_dir=a.output, cache_dir=a.cache_dir, **quant)
     rep = json.loads((out / "report.json").read_text())
     s = rep["summary"]
     print(f"compiled {a.model} for {rep['target']} -> {out}/")
+    q = rep.get("quantization")
+    if q:
+        print(f"  int8: {q['int8_nodes']} node(s) in int8, {q['float_nodes']} in float; constants "
+              f"{q['size']['fp32_constant_bytes']:,} B fp32 -> {q['size']['int8_constant_bytes']:,} B int8")
     print(f"  {s['ops']} ops, {s['distinct_kernels']} kernels, {s['macs']:,} MACs, {s['parameters']:,} parameters")
     print(f"  arena {s['arena_bytes']:,} B (lower bound {s['arena_lower_bound_bytes']:,} B), "
           f"constants {s['constant_bytes']:,} B, kernel code {s['kernel_code_bytes']:,} B")
@@ -229,6 +241,29 @@ def cmd_targets(a) -> int:
     return 0
 
 
+def cmd_prune(a) -> int:
+    from . import prune
+    from .frontend.onnx_import import parse_input_shapes
+    per_layer = {}
+    for spec in a.per_layer or []:
+        name, sep, r = spec.rpartition("=")
+        try:
+            per_layer[name] = float(r)
+        except ValueError:
+            name = ""
+        if not sep or not name:
+            raise EdgecError(f"--per-layer {spec!r}: expected NODE_NAME=RATIO")
+    _, report = prune(a.model, ratio=a.ratio, mode=a.mode, norm=a.norm, per_layer=per_layer,
+                      input_shapes=parse_input_shapes(a.input_shape or []), output=a.output,
+                      min_channels=a.min_channels, skip=a.skip or (), scope=a.scope)
+    print(report.table(), end="")
+    if a.mode == "channel":
+        for why in report.skipped_groups:
+            print(f"  kept whole: {why}")
+    print(f"wrote {a.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgec", description="Compile ONNX models into small artifacts run by a C runtime.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -239,6 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...", help="bind an input's shape (repeatable)")
     c.add_argument("-o", "--output", required=True, help="artifact folder to write")
     c.add_argument("--cache-dir", default=None, help="kernel cache (default $EDGEC_CACHE_DIR or ~/.cache/edgec)")
+    c.add_argument("--quantize", choices=["int8"], default=None, help="quantize the model (needs --calib)")
+    c.add_argument("--calib", default=None, metavar="DATA",
+                   help="calibration data: a .npz (one array per input, first axis = samples) or a folder of .npy "
+                        "files; 'random' calibrates on random inputs (accuracy unknown)")
+    c.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile", "entropy"],
+                   help="how activation ranges are measured (default minmax)")
+    c.add_argument("--calib-samples", type=int, default=32, help="number of samples for --calib random (default 32)")
+    pc = c.add_mutually_exclusive_group()
+    pc.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
+                    help="one weight scale per output channel (default)")
+    pc.add_argument("--per-tensor", dest="per_channel", action="store_false", help="one weight scale per tensor")
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", help="run an artifact on .npy inputs")
@@ -272,6 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--json")
     b.set_defaults(fn=cmd_bench)
+
+    pr = sub.add_parser("prune", help="prune an ONNX model (channels or single weights) and save it as ONNX")
+    pr.add_argument("model")
+    pr.add_argument("--ratio", type=float, default=0.5, help="fraction of channels (or weights) to remove")
+    pr.add_argument("--mode", choices=("channel", "unstructured"), default="channel")
+    pr.add_argument("--norm", choices=("l1", "l2"), default="l1", help="filter norm ranking channels (channel mode)")
+    pr.add_argument("--scope", choices=("layer", "global"), default="layer", help="ratio per layer or one global threshold (unstructured mode)")
+    pr.add_argument("--per-layer", nargs="+", metavar="NODE=RATIO", help="per-layer ratios by node name")
+    pr.add_argument("--skip", nargs="+", metavar="NODE", help="node names never pruned")
+    pr.add_argument("--min-channels", type=int, default=1)
+    pr.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...", help="bind an input's shape (repeatable)")
+    pr.add_argument("-o", "--output", required=True, help="pruned .onnx to write")
+    pr.set_defaults(fn=cmd_prune)
 
     t = sub.add_parser("targets", help="list the available targets")
     t.set_defaults(fn=cmd_targets)

@@ -30,8 +30,14 @@ LIB_NAME = "kernels.so"
 
 def compile_model(model, target: str | Target = "host", input_shapes: Mapping[str, Sequence[int]] | None = None,
                   output_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-                  name: str | None = None) -> Path:
+                  name: str | None = None, quantize: str | None = None, calib=None, calib_method: str = "minmax",
+                  calib_random: bool = False, calib_samples: int = 32, per_channel: bool = True) -> Path:
+    """Compile ``model``; with ``quantize="int8"``, calibrate the float graph on ``calib`` (a .npz
+    path, a folder of .npy, a dict of sample arrays or an iterable of feed dicts; see
+    edgec.quant.data), or on ``calib_samples`` random samples when ``calib_random`` (accuracy
+    unknown: a warning is logged), then quantize it (edgec.passes.quantize_int8)."""
     t0 = time.perf_counter()
+    _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples)
     tgt = load_target(target)
     tgt.check_toolchain()
     if not tgt.hosted:
@@ -46,6 +52,9 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
     graph = import_onnx(model, input_shapes=input_shapes, name=name)
     t_import = time.perf_counter()
     graph = run_pipeline(graph)
+    quant_info = None
+    if quantize is not None:
+        graph, quant_info = _quantize_graph(graph, tgt, calib, calib_method, calib_random, calib_samples, per_channel)
     plan = plan_memory(graph)
     t_passes = time.perf_counter()
 
@@ -81,6 +90,9 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
                               lib_path=tmp / LIB_NAME if (tmp / LIB_NAME).exists() else None, runner_path=runner)
         if footprint is not None:
             report["footprint"] = footprint
+        if quant_info is not None:
+            quant_info["size"]["int8_blob_bytes"] = len(blob)
+            report["quantization"] = quant_info
         (tmp / "report.json").write_text(json.dumps(report, indent=1))
         (tmp / "report.txt").write_text(format_report(report))
         manifest = {
@@ -105,6 +117,87 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return output_dir
+
+
+QUANTIZE_MODES = ("int8",)
+
+
+def prepare_graph(model, target: str | Target = "host", input_shapes: Mapping[str, Sequence[int]] | None = None,
+                  name: str | None = None, quantize: str | None = None, calib=None, calib_method: str = "minmax",
+                  calib_random: bool = False, calib_samples: int = 32,
+                  per_channel: bool = True) -> tuple[Graph, dict[str, Any] | None]:
+    """The graph ``compile_model`` would plan and build (same steps, same options), and the
+    quantization report section (None without ``quantize``): for tests and tools that check an
+    artifact against ``edgec.reference.run_graph`` on exactly that graph."""
+    _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples)
+    tgt = load_target(target)
+    if name is None:
+        name = Path(model).stem if isinstance(model, (str, Path)) else "model"
+    graph = run_pipeline(import_onnx(model, input_shapes=input_shapes, name=name))
+    if quantize is None:
+        return graph, None
+    return _quantize_graph(graph, tgt, calib, calib_method, calib_random, calib_samples, per_channel)
+
+
+def _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples) -> None:
+    """Refuse bad quantization options before any work is done."""
+    from .passes.quantize_int8 import QuantizeOptionsError
+    from .quant.calibrate import METHODS
+    from .quant.data import CalibrationDataError
+    if quantize is None:
+        if calib is not None or calib_random:
+            raise QuantizeOptionsError("calibration data was given but quantize is not set (use quantize='int8')")
+        return
+    if quantize not in QUANTIZE_MODES:
+        raise QuantizeOptionsError(f"quantize must be one of {list(QUANTIZE_MODES)}, got {quantize!r}")
+    if calib_method not in METHODS:
+        raise QuantizeOptionsError(f"unknown calibration method {calib_method!r}; expected one of {', '.join(METHODS)}")
+    if calib is not None and calib_random:
+        raise QuantizeOptionsError("give calibration data or ask for random calibration, not both")
+    if calib is None and not calib_random:
+        raise CalibrationDataError(
+            "int8 quantization needs calibration data: a .npz (one array per input, first axis = samples), "
+            "a folder of .npy files, or in Python an iterable of feed dicts (--calib calib.npz); "
+            "use random calibration (--calib random, calib_random=True) only if accuracy does not matter")
+    if calib_random and (isinstance(calib_samples, bool) or not isinstance(calib_samples, int) or calib_samples < 1):
+        raise QuantizeOptionsError(f"calib_samples must be a positive integer, got {calib_samples!r}")
+
+
+def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_random: bool, calib_samples: int,
+                    per_channel: bool) -> tuple[Graph, dict[str, Any]]:
+    """fp32 graph -> calibrated int8 graph (shapes re-inferred, dead values removed) and the
+    report section: scheme, calibration, per-layer precision, constant bytes fp32 vs int8."""
+    from .passes import eliminate_dead_code, infer_shapes
+    from .passes.quantize_int8 import QuantizeOptions, quantize_int8
+    from .quant import CalibrationOptions, calibrate, load_calibration, random_calibration
+    feeds = random_calibration(graph, calib_samples) if calib_random else load_calibration(calib, graph)
+    t0 = time.perf_counter()
+    ranges = calibrate(graph, feeds, CalibrationOptions(method=calib_method))
+    t_cal = time.perf_counter() - t0
+    act = "uint8" if tgt.arch == "x86_64" else "int8"
+    qgraph = quantize_int8(graph, ranges, QuantizeOptions(activation_dtype=act, per_channel=bool(per_channel)))
+    qgraph = run_pipeline(qgraph, [("infer_shapes", infer_shapes), ("eliminate_dead_code", eliminate_dead_code)])
+    meta = qgraph.meta.get("quantization", {})
+    fp32_bytes = _const_bytes(graph)
+    int8_bytes = _const_bytes(qgraph)
+    info = {
+        "mode": "int8", "activation_dtype": act, "per_channel": bool(per_channel),
+        "calibration": {"method": calib_method, "source": "random" if calib_random else
+                        (str(calib) if isinstance(calib, (str, os.PathLike)) else type(calib).__name__),
+                        "samples": getattr(feeds, "total", None), "seconds": round(t_cal, 3)},
+        "int8_nodes": int(meta.get("int8_nodes", 0)), "float_nodes": int(meta.get("float_nodes", 0)),
+        "layers": [{"node": layer["node"], "op": layer["op"], "precision": layer["precision"],
+                    "choice": layer["choice"]} for layer in meta.get("layers", [])],
+        "size": {"fp32_constant_bytes": fp32_bytes, "int8_constant_bytes": int8_bytes,
+                 "ratio": round(int8_bytes / fp32_bytes, 4) if fp32_bytes else None},
+    }
+    return qgraph, info
+
+
+def _const_bytes(g: Graph) -> int:
+    """Bytes of the constants the graph's nodes read (what the blob stores)."""
+    used = {i for n in g.nodes for i in n.inputs if i and g.values[i].const is not None}
+    return int(sum(g.values[c].nbytes for c in used))
 
 
 def _io(g: Graph, name: str) -> dict[str, Any]:
@@ -230,6 +323,18 @@ def format_report(r: dict[str, Any]) -> str:
         from .artifact.firmware import format_footprint
         lines.append("")
         lines.extend(format_footprint(r["footprint"]))
+    q = r.get("quantization")
+    if q:
+        sz = q["size"]
+        lines.append("")
+        lines.append(f"quantization {q['mode']}: activations {q['activation_dtype']}, weights "
+                     f"{'per channel' if q['per_channel'] else 'per tensor'}, calibration {q['calibration']['method']} "
+                     f"on {q['calibration']['samples']} sample(s) ({q['calibration']['source']})")
+        ratio = f" (int8/fp32 {sz['ratio']:.3f})" if sz.get("ratio") is not None else ""
+        lines.append(f"constants fp32 {_kb(sz['fp32_constant_bytes'])} -> int8 {_kb(sz['int8_constant_bytes'])}"
+                     f"{ratio}; {q['int8_nodes']} node(s) in int8, {q['float_nodes']} in float")
+        for layer in q["layers"]:
+            lines.append(f"     {layer['node'][:32]:<32} {layer['op']:<16} {layer['precision']:<6} {layer['choice']}")
     ct = r.get("compile_time", {})
     if ct:
         lines.append("")
