@@ -42,7 +42,10 @@ fi
 extras="verify"
 [ "${1:-}" = "--test" ] && extras="test"
 echo "setup: pip install -e .[$extras]"
-$PY -m pip install -q --disable-pip-version-check -e ".[$extras]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+if ! $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[$extras]"; then
+  echo "setup: pip install failed (see above)" >&2
+  exit 1
+fi
 $PY -c "import edgec.runtime._edgec_c" || { echo "setup: the runtime extension did not build" >&2; exit 1; }
 command -v cmake >/dev/null 2>&1 || $PY -m pip install -q cmake
 echo "setup: building runtime_c with CMake into build/"
