@@ -50,23 +50,22 @@ def _out(spec: KernelSpec, i: int = 0) -> tuple[tuple[int, ...], str]:
 
 
 # -- conv -----------------------------------------------------------------------------------------
-@kernel("conv")
-def conv(spec: KernelSpec):
-    x = placeholder(spec, 0, "x")
-    w = placeholder(spec, 1, "w")
-    has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
-    b = placeholder(spec, 2, "bias") if has_bias else None
-    out_shape, out_dtype = _out(spec)
+def conv_problem(spec: KernelSpec, x: te.Tensor, w: te.Tensor, load=None, fill=None, dtype: str | None = None
+                 ) -> ConvProblem:
+    """The ConvProblem of a conv node: geometry from its attrs, and virtual-input/weight readers.
+
+    ``load`` converts a loaded element (identity by default; qconv widens to int32), ``fill`` is the
+    value of padding (zero by default; qconv pads with the input zero point), ``dtype`` the
+    accumulation type (the input's by default).
+    """
+    load = load or (lambda e: e)
+    dtype = dtype or str(x.dtype)
+    fill = _zero(dtype) if fill is None else fill
     n, c, *in_sp = _ints(x.shape)
-    oc = int(w.shape[0])
     ks = _ints(w.shape[2:])
     r = len(ks)
-    strides = _ints(spec.attrs["strides"])
-    dil = _ints(spec.attrs["dilations"])
     pads = _ints(spec.attrs["pads"])
-    groups = int(spec.attrs.get("group", 1))
     pb = pads[:r]
-    dtype = str(x.dtype)
 
     def vfun(nn, cc, v):
         src = [v[i] - pb[i] for i in range(r)]
@@ -75,17 +74,27 @@ def conv(spec: KernelSpec):
             if pb[i] > 0:
                 conds.append(src[i] >= 0)
             conds.append(src[i] < in_sp[i])
-        return tir.if_then_else(tir.all(*conds), x[(nn, cc, *src)], _zero(dtype))
+        return tir.if_then_else(tir.all(*conds), load(x[(nn, cc, *src)]), fill)
 
     direct = None
     if not any(pads):
         def direct(nn, cc, v):
-            return x[(nn, cc, *v)]
+            return load(x[(nn, cc, *v)])
 
-    prob = ConvProblem(n=n, c=c, oc=oc, groups=groups, out=tuple(out_shape[2:]), kernel=ks, strides=strides,
-                       dilations=dil, in_shape=tuple(in_sp), vfun=vfun,
-                       wfun=lambda o, ic, t: w[(o, ic, *t)], direct=direct, dtype=dtype)
-    out, sched = conv_direct(prob, spec.target, _bias_epilogue(b, out_dtype), out_dtype)
+    return ConvProblem(n=n, c=c, oc=int(w.shape[0]), groups=int(spec.attrs.get("group", 1)),
+                       out=tuple(_ints(spec.outputs[0].shape)[2:]), kernel=ks, strides=_ints(spec.attrs["strides"]),
+                       dilations=_ints(spec.attrs["dilations"]), in_shape=tuple(in_sp), vfun=vfun,
+                       wfun=lambda o, ic, t: load(w[(o, ic, *t)]), direct=direct, dtype=dtype)
+
+
+@kernel("conv")
+def conv(spec: KernelSpec):
+    x = placeholder(spec, 0, "x")
+    w = placeholder(spec, 1, "w")
+    has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
+    b = placeholder(spec, 2, "bias") if has_bias else None
+    _, out_dtype = _out(spec)
+    out, sched = conv_direct(conv_problem(spec, x, w), spec.target, _bias_epilogue(b, out_dtype), out_dtype)
     ins = [x, w] + ([b] if b is not None else [])
     return scheduled(spec, ins, [out], sched)
 

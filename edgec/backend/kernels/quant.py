@@ -30,10 +30,11 @@ from typing import Sequence
 import tvm
 from tvm import te
 
-from ._nn_sched import ConvProblem, cast, conv_direct, dense_nt, gemm_nn, scheduled
+from ._nn_sched import cast, conv_direct, dense_nt, gemm_nn, scheduled
 from .common import placeholder, prim_func
 from .elementwise import is_nan, pointwise
 from .matrix import DENSE_GEMM_MIN_ROWS, _bcast_index
+from .nn import conv_problem
 from .registry import KernelSpec, kernel
 
 tir = tvm.tirx
@@ -431,32 +432,7 @@ def qconv(spec: KernelSpec):
     has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
     b = placeholder(spec, 2, "bias") if has_bias else None
     attrs = spec.attrs
-    out_shape = tuple(int(d) for d in spec.outputs[0].shape)
-    n, c, *in_sp = (int(d) for d in x.shape)
     oc = int(w.shape[0])
-    ks = tuple(int(d) for d in w.shape[2:])
-    r = len(ks)
-    strides = tuple(int(v) for v in attrs["strides"])
-    dil = tuple(int(v) for v in attrs["dilations"])
-    pads = tuple(int(v) for v in attrs["pads"])
-    groups = int(attrs.get("group", 1))
-    pb = pads[:r]
-    zx = tir.const(int(attrs["x_zero_point"]), "int32")
-
-    def vfun(nn, cc, v):
-        src = [v[i] - pb[i] for i in range(r)]
-        conds = []
-        for i in range(r):
-            if pb[i] > 0:
-                conds.append(src[i] >= 0)
-            conds.append(src[i] < in_sp[i])
-        return tir.if_then_else(tir.all(*conds), _i32(x[(nn, cc, *src)]), zx)
-
-    direct = None
-    if not any(pads):
-        def direct(nn, cc, v):
-            return _i32(x[(nn, cc, *v)])
-
     tables = _req_tables(attrs, oc)
 
     def epi(acc, nn, o, sp):
@@ -464,8 +440,7 @@ def qconv(spec: KernelSpec):
             acc = acc + b[o]
         return _requant_node(acc, attrs, o, tables)
 
-    prob = ConvProblem(n=n, c=c, oc=oc, groups=groups, out=out_shape[2:], kernel=ks, strides=strides,
-                       dilations=dil, in_shape=tuple(in_sp), vfun=vfun,
-                       wfun=lambda o, ic, t: _i32(w[(o, ic, *t)]), direct=direct, dtype="int32")
+    # int32 accumulation; padding reads the input zero point (it is real 0)
+    prob = conv_problem(spec, x, w, load=_i32, fill=tir.const(int(attrs["x_zero_point"]), "int32"), dtype="int32")
     out, sched = conv_direct(prob, spec.target, epi, str(attrs["out_dtype"]))
     return with_tables(spec, [x, w] + ([b] if b is not None else []), [out], sched, tables)
