@@ -143,6 +143,12 @@ def acc_dtype(dtype: str) -> str:
     return "float32" if dtype == "float16" else dtype
 
 
+def conv_acc_dtype(dtype: str) -> str:
+    """Accumulator of a direct convolution (sum of products): 8-bit integers (qconv's uint8/int8
+    loads) accumulate in int32, the rest as ``acc_dtype``."""
+    return "int32" if dtype in ("int8", "uint8") else acc_dtype(dtype)
+
+
 def _ceil_to(v: int, m: int) -> int:
     return -(-v // m) * m
 
@@ -297,8 +303,10 @@ def _choose_conv_tile(p: ConvProblem, target, allow_oc_inner: bool = True, oc_ex
     esize = _bits(p.dtype) // 8
     w_bytes = p.oc * steps * esize
     best, best_cost = None, None
-    for lanes, leff in lane_options(target, p.dtype):
-        amax = max_accumulators(target, acc_dtype(p.dtype), lanes)
+    # 8-bit integer products are loaded narrow but accumulated in int32 lanes (a max stays 8-bit)
+    narrow = p.dtype in ("int8", "uint8") and p.reducer != "max"
+    for lanes, leff in lane_options(target, conv_acc_dtype(p.dtype) if narrow else p.dtype):
+        amax = max_accumulators(target, conv_acc_dtype(p.dtype) if narrow else acc_dtype(p.dtype), lanes)
         for nw in range(1, 5):
             wt = nw * lanes
             if nw > 1 and (nw - 1) * lanes >= ow:
@@ -406,7 +414,7 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
     per_tile_copy = per_tile_copy and not tile.direct
     r = len(p.out)
     is_max = p.reducer == "max"
-    ad = p.dtype if is_max else acc_dtype(p.dtype)
+    ad = p.dtype if is_max else conv_acc_dtype(p.dtype)
     L, nw, nh, mr = tile.lanes, tile.nw, tile.nh, tile.mr
     outp = list(p.out)
     outp[-1] = _ceil_to(p.out[-1], nw * L)

@@ -12,16 +12,21 @@ Every kernel is bit-exact with the integer-only numpy reference:
 - quantize divides in float32 and rounds half to even (``nearbyint``), NaN gives the zero
   point; dequantize converts (q - z) (int64) to float32 once and multiplies by the float32 scale.
 
-Per-channel multipliers/shifts are compile-time constants written once per call into two small
-int64 tables (``_req_tables``) that the epilogue reads by channel; per-axis scales of
-quantize/dequantize are selected by a balanced tree of selects (depth log2(C)); the per-tensor
-case is plain constants. qlut reads a 256-entry table built once per call into a small buffer.
+Per-channel multipliers/shifts are compile-time constants copied once per call (whole constant
+vectors) into two small int32 tables (``_req_tables``) that the epilogue reads by channel; the
+product m * acc is a 32 x 32 -> 64-bit one (both sign-extended int32; a bias is added as a second
+such product). Per-axis scales of quantize/dequantize are selected by a balanced tree of selects
+(depth log2(C)); the per-tensor case is plain constants.
 
-The schedules reuse the float kernels' machinery (``_nn_sched.conv_direct``, ``gemm_nn``,
-``dense_nt`` computing in int32, ``elementwise.pointwise`` for the elementwise ops): the
-portable schedules, valid on every target. On targets of the ``x86_avx512`` schedule family with
-``+avx512vnni``, qdense with uint8 activations (N % 16 == 0, K % 4 == 0) runs on vpdpbusd
-through our own tensor intrinsic (``_register_vnni``); other shapes use the portable schedule.
+Where things run (the target's mattr, ``quant_isa.target_isa``): on x86_64 (AVX-512 VNNI) and
+x86_64-avx2, qdense and qconv (groups = 1) with uint8 activations run on the packed dot-product
+kernels of ``quant_conv`` (vpdpbusd / vpmovzxbw + vpmaddwd), qdense with few rows on the
+unpacked GEMV ``quant_conv.dense_gemv_isa`` (weights read in place), depthwise convs with kernel width
+>= 5 on VNNI too; qlut uses byte shuffles (``quant_lut``). Everything else uses the portable
+schedules, which reuse the float kernels' machinery (``_nn_sched.conv_direct`` reading
+uint8/int8 and computing in int32, ``gemm_nn``, ``dense_nt``, ``elementwise.pointwise``) and
+are valid on every target. qadd/qmul/requantize of 8-bit inputs compute in int32 up to the
+requantization product (bounds checked from the attributes; int64 otherwise).
 """
 from __future__ import annotations
 
@@ -30,11 +35,14 @@ from typing import Sequence
 import tvm
 from tvm import te
 
-from ._nn_sched import cast, conv_direct, dense_nt, gemm_nn, scheduled
+from ._nn_sched import cast, conv_direct, dense_nt, dtype_of, gemm_nn, scheduled
 from .common import placeholder, prim_func
 from .elementwise import is_nan, pointwise
 from .matrix import DENSE_GEMM_MIN_ROWS, _bcast_index
 from .nn import conv_problem
+from .quant_conv import conv_isa, conv_isa_fits, dense_gemv_fits, dense_gemv_isa, dense_isa, dwconv_isa, dwconv_isa_fits
+from .quant_isa import target_isa
+from .quant_lut import lut_vector_bytes, qlut_shuffle
 from .registry import KernelSpec, kernel
 
 tir = tvm.tirx
@@ -68,17 +76,26 @@ def select_const(idx, values: Sequence, dtype: str):
 
 
 def requant_expr(acc, m, n, zero_point: int, qmin: int, qmax: int, out_dtype: str):
-    """qmath.requantize on one value: ``acc`` an integer expression (widened to int64), ``m`` the
-    multiplier and ``n = 31 - shift`` the right shift (int64 expressions or ints)."""
+    """qmath.requantize on one value: ``acc`` an integer expression (widened to int64) or a pair
+    (acc, bias) summed in int64, ``m`` the multiplier and ``n = 31 - shift`` the right shift
+    (integer expressions or ints)."""
     # the multiplier first: a table read then precedes the accumulator in the block order that
     # te.create_prim_func derives, so the tables are filled before the loops that read them
-    p = (m if not isinstance(m, int) else _i64(m)) * cast(acc, "int64")
+    # m < 2^31 and acc an int32 (or narrower) sign-extended: LLVM multiplies 32 x 32 -> 64 bits
+    # (vpmuldq / smull) instead of a full 64-bit product
+    mm = cast(m, "int64") if not isinstance(m, int) else _i64(m)
+    if isinstance(acc, tuple):
+        # acc + bias as m*acc + m*bias: two 32 x 32 -> 64-bit products (|each| < 2^62, exact),
+        # where m * (acc + bias) would be a full 64-bit multiply
+        p = mm * cast(acc[0], "int64") + mm * cast(acc[1], "int64")
+    else:
+        p = mm * cast(acc, "int64")
     if isinstance(n, int):
         nn = _i64(n)
         half = _i64(1 << (n - 1))
     else:
-        nn = n
-        half = tir.shift_left(_i64(1), n - _i64(1))
+        nn = cast(n, "int64")
+        half = tir.shift_left(_i64(1), nn - _i64(1))
     r = tir.shift_right(p + half + tir.shift_right(p, _i64(63)), nn) + _i64(zero_point)
     r = tir.max(tir.min(r, _i64(qmax)), _i64(qmin))
     return cast(r, out_dtype)
@@ -107,16 +124,31 @@ def _requant_node(acc, attrs, idx=None, tables=None):
 
 
 def _req_tables(attrs, channels: int):
-    """Per-channel (multiplier, right shift) as two int64 buffers of ``channels`` entries, filled
+    """Per-channel (multiplier, right shift) as two int32 buffers of ``channels`` entries, filled
     once per call (a select tree per entry), or None when one pair serves every channel. Reading a
     table in the epilogue is ~20x cheaper than evaluating the select tree per output element."""
     ms = [int(v) for v in _tuple(attrs["multiplier"])]
     ns = [31 - int(v) for v in _tuple(attrs["shift"])]
     if len(ms) == 1 or len(set(zip(ms, ns))) == 1:
         return None
-    mt = te.placeholder((channels,), "int64", name="req_m")
-    nt = te.placeholder((channels,), "int64", name="req_n")
+    mt = te.placeholder((channels,), "int32", name="req_m")
+    nt = te.placeholder((channels,), "int32", name="req_n")
     return _ReqTables(mt, nt, ms, ns)
+
+
+def _const_fill(buf, vals, lanes: int = 16) -> list:
+    """Stores writing the compile-time ``vals`` into ``buf``: whole vectors of constants (LLVM
+    keeps each as one constant in the object and copies it), the rest one by one. Much cheaper
+    per call than a loop over a select tree (TVM 0.27 has no constant buffers)."""
+    out = []
+    whole = len(vals) - len(vals) % lanes
+    for i in range(0, whole, lanes):
+        vec = tir.Shuffle([tir.const(int(v), "int32") for v in vals[i:i + lanes]],
+                          [tir.const(j, "int32") for j in range(lanes)])
+        out.append(tir.BufferStore(buf, vec, [tir.Ramp(tir.const(i, "int32"), 1, lanes)]))
+    for i in range(whole, len(vals)):
+        out.append(tir.BufferStore(buf, tir.const(int(vals[i]), "int32"), [tir.const(i, "int32")]))
+    return out
 
 
 class _ReqTables(tuple):
@@ -142,9 +174,7 @@ def with_tables(spec: KernelSpec, ins: Sequence[te.Tensor], outs: Sequence[te.Te
     keep = params[:n_in] + params[n_in + 2:]
     fills = []
     for buf, vals in zip(bufs, tables.values):
-        c = tir.Var("c", "int32")
-        fills.append(tir.For(c, 0, len(vals), tir.ForKind.SERIAL,
-                             tir.BufferStore(buf, select_const(c, vals, "int64"), [c])))
+        fills.extend(_const_fill(buf, vals))
     realize = func.body
     rb = realize.block
     block = tvm.s_tir.SBlock(rb.iter_vars, rb.reads, rb.writes, rb.name_hint, tir.SeqStmt(fills + [rb.body]),
@@ -191,7 +221,12 @@ def quantize(spec: KernelSpec):
 
 
 def _dequantize_value(q, s, z):
-    return cast(cast(q, "int64") - cast(z, "int64"), "float32") * s
+    # 8-bit and 16-bit (q - z) fit int32, and int32 -> float32 is one instruction everywhere.
+    # An int64 -> float32 conversion is a libgcc call (__aeabi_l2f) on 32-bit ARM, and LLVM
+    # (TVM 0.27, armv7a-linux-gnueabihf, float ABI hard) reads its result from s0 where the
+    # run-time ABI returns it in r0: every value came out NaN (docs/targets.md).
+    wide = "int32" if dtype_of(q) in ("int8", "uint8", "int16", "uint16") else "int64"
+    return cast(cast(q, wide) - cast(z, wide), "float32") * s
 
 
 @kernel("dequantize")
@@ -213,9 +248,28 @@ def dequantize(spec: KernelSpec):
     return prim_func(spec, [x], [y])
 
 
+def _fits_i32(bound: int) -> bool:
+    return bound <= I32_MAX
+
+
+def _round_shift(p, n: int):
+    """qmath's rounding of p / 2^n (p int64, n >= 1): (p + 2^(n-1) + (p >> 63)) >> n."""
+    return tir.shift_right(p + _i64(1 << (n - 1)) + tir.shift_right(p, _i64(63)), _i64(n))
+
+
+def _bound_after(bound: int, m: int, n: int) -> int:
+    """Upper bound of |round(acc * m / 2^n)| for |acc| <= bound."""
+    return (bound * m >> n) + 1
+
+
 @kernel("requantize")
 def requantize(spec: KernelSpec):
     a = spec.attrs
+    x_dtype = spec.inputs[0].dtype
+    if x_dtype in ("uint8", "int8"):
+        # x - z fits int32 for 8-bit x: the multiply is then int32 x int32 -> int64 (vpmuldq)
+        zi = tir.const(int(a["in_zero_point"]), "int32")
+        return pointwise(spec, ["x"], lambda v: _requant_node(cast(v, "int32") - zi, a))
     zi = _i64(int(a["in_zero_point"]))
     return pointwise(spec, ["x"], lambda v: _requant_node(cast(v, "int64") - zi, a))
 
@@ -224,9 +278,32 @@ def requantize(spec: KernelSpec):
 
 @kernel("qadd")
 def qadd(spec: KernelSpec):
+    """Each side (v - z) << left_shift is an int32 when |v - z| << left_shift < 2^31 (8-bit inputs,
+    left_shift <= 23); its requantization multiplies int32 x int32 into int64 and needs no clamp
+    when the bound of its result is inside int32; the sum is int32 when both bounds add up below
+    2^31. Otherwise (never with the pass's attributes) the int64 form of the reference."""
     a = spec.attrs
+    lsv = int(a["left_shift"])
+    dmax = [max(abs(lo - z), abs(hi - z)) for z, (lo, hi) in
+            ((int(a["a_zero_point"]), _qrange(spec.inputs[0].dtype)), (int(a["b_zero_point"]), _qrange(spec.inputs[1].dtype)))]
+    ms = (int(a["a_multiplier"]), int(a["b_multiplier"]))
+    ns = (31 - int(a["a_shift"]), 31 - int(a["b_shift"]))
+    bounds = [_bound_after(d << lsv, m, n) for d, m, n in zip(dmax, ms, ns)]
+    narrow = all(_fits_i32(d << lsv) for d in dmax) and _fits_i32(sum(bounds)) and all(1 <= n <= 62 for n in ns)
+    if narrow:
+        zs = (tir.const(int(a["a_zero_point"]), "int32"), tir.const(int(a["b_zero_point"]), "int32"))
+
+        def side32(v, z, m, n):
+            t = tir.shift_left(cast(v, "int32") - z, tir.const(lsv, "int32"))
+            return cast(_round_shift(_i64(m) * cast(t, "int64"), n), "int32")
+
+        def body32(x, y):
+            acc = side32(x, zs[0], ms[0], ns[0]) + side32(y, zs[1], ms[1], ns[1])
+            return _requant_node(acc, a)
+        return pointwise(spec, ["a", "b"], body32)
+
     za, zb = _i64(a["a_zero_point"]), _i64(a["b_zero_point"])
-    ls = _i64(int(a["left_shift"]))
+    ls = _i64(lsv)
 
     def side(v, z, m, s):
         t = tir.shift_left(cast(v, "int64") - z, ls)
@@ -238,11 +315,18 @@ def qadd(spec: KernelSpec):
     return pointwise(spec, ["a", "b"], body)
 
 
+def _qrange(dtype: str) -> tuple[int, int]:
+    from ...quant.qmath import qrange
+    return qrange(dtype)
+
+
 @kernel("qmul")
 def qmul(spec: KernelSpec):
+    """(a - za) * (b - zb) is at most 255 * 255 (8-bit inputs): an int32 product, widened only for
+    the requantization multiply."""
     a = spec.attrs
-    za, zb = _i64(a["a_zero_point"]), _i64(a["b_zero_point"])
-    return pointwise(spec, ["a", "b"], lambda x, y: _requant_node((cast(x, "int64") - za) * (cast(y, "int64") - zb), a))
+    za, zb = tir.const(int(a["a_zero_point"]), "int32"), tir.const(int(a["b_zero_point"]), "int32")
+    return pointwise(spec, ["a", "b"], lambda x, y: _requant_node((cast(x, "int32") - za) * (cast(y, "int32") - zb), a))
 
 
 # -- qlut ------------------------------------------------------------------------------------------
@@ -254,6 +338,9 @@ def qlut(spec: KernelSpec):
     out_dtype = spec.outputs[0].dtype
     lo = qrange(str(x.dtype))[0]
     table = [int(v) for v in _tuple(spec.attrs["table"])]
+    shuffle = lut_vector_bytes(spec.target)
+    if shuffle is not None:
+        return qlut_shuffle(tuple(int(d) for d in x.shape), str(x.dtype), out_dtype, table, *shuffle)
     tab = te.compute((256,), lambda i: select_const(i, table, "int32").astype(out_dtype), name="table")
     shape = tuple(int(d) for d in x.shape)
     y = te.compute(shape, lambda *i: tab[cast(x(*i), "int32") - lo], name="y")
@@ -278,100 +365,6 @@ def _i32(e):
     return cast(e, "int32")
 
 
-# -- VNNI (vpdpbusd) u8 x s8 dense for x86 AVX-512 targets -----------------------------------------
-VNNI_INTRIN = "edgec_vnni_u8s8i32_16x4"
-
-
-def _register_vnni() -> str:
-    """Our own 16x4 u8 x s8 -> i32 dot-product intrinsic (vpdpbusd). TVM's stock one passes
-    int32x16 operands, which LLVM >= 21 rejects (it wants <64 x i8>); this one reinterprets both
-    operands to int8x64. vpdpbusd adds four u8*s8 products to each int32 lane without
-    saturation, so the result is the exact int32 dot product (the references' arithmetic)."""
-    from tvm.s_tir import TensorIntrin
-    try:
-        TensorIntrin.get(VNNI_INTRIN)
-        return VNNI_INTRIN
-    except Exception:  # noqa: BLE001  (not registered yet)
-        pass
-    from tvm.script import tirx as T
-
-    @T.prim_func(s_tir=True)
-    def desc(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((16, 4), "int8", offset_factor=1),
-             C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            for i in T.serial(0, 16):
-                for k in T.serial(0, 4):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
-
-    @T.prim_func(s_tir=True)
-    def impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((16, 4), "int8", offset_factor=1),
-             C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                C.vload([0], dtype="int32x16"),
-                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16), dtype="int8x64"),
-                B.vload([0, 0], dtype="int8x64"),
-                dtype="int32x16")
-
-    TensorIntrin.register(VNNI_INTRIN, desc, impl)
-    return VNNI_INTRIN
-
-
-def _has_vnni(target) -> bool:
-    tv = getattr(target, "tvm", None) or {}
-    mattr = tv.get("mattr", []) if isinstance(tv, dict) else []
-    return getattr(target, "schedule", "") == "x86_avx512" and "+avx512vnni" in list(mattr)
-
-
-def _use_vnni(spec: KernelSpec, x_dtype: str, n: int, k: int) -> bool:
-    return x_dtype == "uint8" and n % 16 == 0 and k % 4 == 0 and _has_vnni(spec.target)
-
-
-def _dense_vnni(m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, epilogue):
-    """acc[m, n] = sum_k x[m, k] * w[n, k] with w repacked per call into [n/16, k/4, 16, 4] so that
-    one vpdpbusd computes 16 outputs x 4 k-steps; tiles of mr rows x jt vectors of 16 columns."""
-    intrin = _register_vnni()
-    mr = next(v for v in (4, 2, 1) if m % v == 0)
-    jt = next(v for v in (4, 2, 1) if n % (16 * v) == 0)
-    wp = te.compute((n // 16, k // 4, 16, 4), lambda a, b, c, d: w[a * 16 + c, b * 4 + d], name="wp")
-    rk = te.reduce_axis((0, k), name="rk")
-    acc = te.compute((m, n), lambda i, j: te.sum(_i32(x[i, rk]) * _i32(wp[j // 16, rk // 4, j % 16, rk % 4]),
-                                                 axis=rk), name="acc")
-    out = te.compute((m, n), lambda i, j: epilogue(acc[i, j], i, j), name="out")
-
-    def schedule(sch, spec) -> None:
-        b = sch.get_sblock("acc")
-        i, j, kk = sch.get_loops(b)
-        io, ii = sch.split(i, [None, mr])
-        jo, jt_, ji = sch.split(j, [None, jt, 16])
-        ko, ki = sch.split(kk, [None, 4])
-        sch.reorder(io, jo, ko, ii, jt_, ji, ki)
-        b_out = sch.get_sblock("out")
-        sch.reverse_compute_at(b_out, jo)
-        ol = sch.get_loops(b_out)
-        _, v = sch.split(ol[-1], [None, 16])
-        sch.vectorize(v)
-        if m * n * k >= (1 << 20) and m // mr * (n // (16 * jt)) >= 2:
-            sch.parallel(sch.fuse(io, jo))
-        sch.decompose_reduction(b, ko)
-        sch.tensorize(ji, intrin)
-        sch.unroll(jt_)
-        sch.unroll(ii)
-        pl = sch.get_loops(sch.get_sblock("wp"))
-        sch.vectorize(pl[-1])
-        if n * k >= (1 << 16):
-            sch.parallel(pl[0])
-
-    return out, schedule
-
-
 @kernel("qdense")
 def qdense(spec: KernelSpec):
     x = placeholder(spec, 0, "x")
@@ -385,11 +378,19 @@ def qdense(spec: KernelSpec):
 
     def epi(acc, i, j):
         if bias is not None:
-            acc = acc + bias[j]
+            acc = (acc, bias[j])
         return _requant_node(acc, a, j, tables)
 
-    if _use_vnni(spec, str(x.dtype), n, k):
-        out, sched = _dense_vnni(m, n, k, x, w, epi)
+    isa = target_isa(spec.target) if str(x.dtype) == "uint8" else None
+    gemv = dense_gemv_fits(isa, m, k)
+    # the weights are packed on every call (N*K bytes, twice that as int16 for AVX2): with few
+    # rows the unpacked GEMV (dense_gemv_isa, quant_conv.GEMV_MAX_ROWS) is faster, or the
+    # portable one when K is below one dot block (measured: packing pays from 4 rows on VNNI
+    # against the portable GEMV, from 16 on AVX2)
+    if gemv:
+        out, sched = dense_gemv_isa(isa, m, n, k, x, w, epi)
+    elif isa is not None and m >= (4 if isa.name == "vnni" else 16):
+        out, sched = dense_isa(isa, m, n, k, x, w, epi)
     elif m >= DENSE_GEMM_MIN_ROWS:
         out, sched = gemm_nn((), m, n, k, lambda bi, i, kk: _i32(x[i, kk]), lambda bi, kk, j: _i32(w[j, kk]),
                              "int32", spec.target, lambda acc, bi, i, j: epi(acc, i, j), (m, n),
@@ -437,10 +438,20 @@ def qconv(spec: KernelSpec):
 
     def epi(acc, nn, o, sp):
         if b is not None:
-            acc = acc + b[o]
+            acc = (acc, b[o])
         return _requant_node(acc, attrs, o, tables)
 
-    # int32 accumulation; padding reads the input zero point (it is real 0)
-    prob = conv_problem(spec, x, w, load=_i32, fill=tir.const(int(attrs["x_zero_point"]), "int32"), dtype="int32")
-    out, sched = conv_direct(prob, spec.target, epi, str(attrs["out_dtype"]))
+    isa = target_isa(spec.target)
+    out_shape = tuple(int(d) for d in spec.outputs[0].shape)
+    rank = len(x.shape) - 2
+    if isa is not None and conv_isa_fits(str(x.dtype), int(attrs.get("group", 1)), rank):
+        out, sched = conv_isa(isa, x, w, attrs, out_shape, epi)
+    elif isa is not None and dwconv_isa_fits(isa, str(x.dtype), int(attrs.get("group", 1)), int(x.shape[1]), oc,
+                                             tuple(int(d) for d in w.shape[2:]), attrs["strides"], attrs["dilations"]):
+        out, sched = dwconv_isa(isa, x, w, attrs, out_shape, epi)
+    else:
+        # int32 accumulation of uint8/int8 loads; padding reads the input zero point (real 0)
+        prob = conv_problem(spec, x, w, fill=tir.const(int(attrs["x_zero_point"]), str(x.dtype)),
+                            dtype=str(x.dtype))
+        out, sched = conv_direct(prob, spec.target, epi, str(attrs["out_dtype"]))
     return with_tables(spec, [x, w] + ([b] if b is not None else []), [out], sched, tables)

@@ -1,0 +1,269 @@
+"""x86 integer dot-product tensor intrinsics for the int8 kernels (quant.py, quant_conv.py).
+
+Every intrinsic is exact (no saturation anywhere): the u8 x s8 products and their sums are the
+int32 arithmetic of the references in edgec/ops/quant.py.
+
+``Isa`` describes one instruction set: ``lanes`` int32 accumulators per vector, ``group``
+consecutive reduction elements folded into one lane per instruction, the weight storage dtype
+(int8 for VNNI, int16 for AVX2: pre-widened so that a pair is one 32-bit broadcast) and two
+intrinsics:
+
+- ``px`` ("pixels"): C[L] += sum_g A[L, g] * B[g]; A = L lanes x group uint8 activations
+  (contiguous), B = group weights broadcast to every lane (used by qconv: lanes are output
+  pixels, the weight of one output channel is broadcast);
+- ``oc`` ("output channels"): C[L] += sum_g A[g] * B[L, g]; A = group uint8 activations
+  broadcast, B = L x group weights (used by qdense: lanes are output channels).
+
+- ``dot`` (the GEMV of ``quant_conv.dense_gemv_isa``): C[L] += sum_g A[l*G + g] * B[l*G + g];
+  both operands are L*G contiguous bytes, uint8 and int8 (a block of one activation row and of one
+  weight row, the weights in their [N, K] layout: nothing is repacked); the L lanes are summed
+  once at the end of the row.
+
+VNNI (AVX-512, ``+avx512vnni``): L = 16, group = 4, one ``vpdpbusd`` (u8 x s8, four products
+summed into each int32 lane without saturation). TVM's stock intrinsic passes int32x16 operands
+that LLVM >= 21 rejects; these reinterpret to int8x64.
+
+AVX2 (``+avx2``): L = 8, group = 2: ``vpmovzxbw`` widens 16 uint8 to int16 (exact), the weights
+are int16 already (``dot``: ``vpmovsxbw`` widens 16 int8 weights), ``vpmaddwd`` multiplies int16
+pairs and adds each pair into an int32 lane
+(255 * 127 * 2 < 2^31: exact), then ``vpaddd``. ``vpmaddubsw`` is not used: its int16 pair sum
+saturates (docs/quantization.md section 2).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Isa:
+    name: str
+    lanes: int
+    group: int
+    w_dtype: str          # weight storage in the packed layouts
+    px: str               # intrinsic names
+    oc: str
+    max_acc: int          # accumulator vectors a register tile may use
+    dot: str = ""         # vector x vector intrinsic (GEMV), "" when the ISA has none
+
+
+# TensorIntrin.register raises on a second registration of a name: kernels are generated on
+# several threads (build_kernels), so check-and-register happens under this lock
+_LOCK = threading.Lock()
+
+
+def _registered(name: str) -> bool:
+    from tvm.s_tir import TensorIntrin
+    try:
+        TensorIntrin.get(name)
+        return True
+    except Exception:  # noqa: BLE001  (not registered yet)
+        return False
+
+
+def _register_vnni() -> Isa:
+    isa = Isa("vnni", 16, 4, "int8", "edgec_vnni_px_16x4", "edgec_vnni_u8s8i32_16x4", 20, "edgec_vnni_dot_16x4")
+    with _LOCK:
+        if not _registered(isa.dot):
+            _register_vnni_intrins(isa)
+    return isa
+
+
+def _register_vnni_intrins(isa: Isa) -> None:
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def px_desc(A: T.Buffer((16, 4), "uint8", offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
+                C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:16, 0:4], B[0:4])
+            T.writes(C[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vi, vk], "int32") * T.cast(B[vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def px_impl(A: T.Buffer((16, 4), "uint8", offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
+                C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:16, 0:4], B[0:4])
+            T.writes(C[0:16])
+            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                C.vload([0], dtype="int32x16"),
+                T.reinterpret(A.vload([0, 0], dtype="uint8x64"), dtype="int8x64"),
+                T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), 16), dtype="int8x64"),
+                dtype="int32x16")
+
+    @T.prim_func(s_tir=True)
+    def oc_desc(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((16, 4), "int8", offset_factor=1),
+                C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def oc_impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((16, 4), "int8", offset_factor=1),
+                C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                C.vload([0], dtype="int32x16"),
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16), dtype="int8x64"),
+                B.vload([0, 0], dtype="int8x64"),
+                dtype="int32x16")
+
+    @T.prim_func(s_tir=True)
+    def dot_desc(A: T.Buffer((64,), "uint8", offset_factor=1), B: T.Buffer((64,), "int8", offset_factor=1),
+                 C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:64], B[0:64])
+            T.writes(C[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vi * 4 + vk], "int32") * T.cast(B[vi * 4 + vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def dot_impl(A: T.Buffer((64,), "uint8", offset_factor=1), B: T.Buffer((64,), "int8", offset_factor=1),
+                 C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:64], B[0:64])
+            T.writes(C[0:16])
+            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                C.vload([0], dtype="int32x16"),
+                T.reinterpret(A.vload([0], dtype="uint8x64"), dtype="int8x64"),
+                B.vload([0], dtype="int8x64"),
+                dtype="int32x16")
+
+    for name, desc, impl in ((isa.oc, oc_desc, oc_impl), (isa.px, px_desc, px_impl), (isa.dot, dot_desc, dot_impl)):
+        if not _registered(name):
+            TensorIntrin.register(name, desc, impl)
+
+
+def _register_avx2() -> Isa:
+    isa = Isa("avx2", 8, 2, "int16", "edgec_avx2_px_8x2", "edgec_avx2_oc_8x2", 8, "edgec_avx2_dot_8x2")
+    with _LOCK:
+        if not _registered(isa.dot):
+            _register_avx2_intrins(isa)
+    return isa
+
+
+def _register_avx2_intrins(isa: Isa) -> None:
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def px_desc(A: T.Buffer((8, 2), "uint8", offset_factor=1), B: T.Buffer((2,), "int16", offset_factor=1),
+                C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:8, 0:2], B[0:2])
+            T.writes(C[0:8])
+            for i in T.serial(0, 8):
+                for k in T.serial(0, 2):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vi, vk], "int32") * T.cast(B[vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def px_impl(A: T.Buffer((8, 2), "uint8", offset_factor=1), B: T.Buffer((2,), "int16", offset_factor=1),
+                C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:8, 0:2], B[0:2])
+            T.writes(C[0:8])
+            C[T.ramp(T.int32(0), 1, 8)] = C.vload([0], dtype="int32x8") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                T.Cast("int16x16", A.vload([0, 0], dtype="uint8x16")),
+                T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int16x2"), dtype="int32"), 8), dtype="int16x16"),
+                dtype="int32x8")
+
+    @T.prim_func(s_tir=True)
+    def oc_desc(A: T.Buffer((2,), "uint8", offset_factor=1), B: T.Buffer((8, 2), "int16", offset_factor=1),
+                C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:2], B[0:8, 0:2])
+            T.writes(C[0:8])
+            for i in T.serial(0, 8):
+                for k in T.serial(0, 2):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def oc_impl(A: T.Buffer((2,), "uint8", offset_factor=1), B: T.Buffer((8, 2), "int16", offset_factor=1),
+                C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:2], B[0:8, 0:2])
+            T.writes(C[0:8])
+            C[T.ramp(T.int32(0), 1, 8)] = C.vload([0], dtype="int32x8") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                B.vload([0, 0], dtype="int16x16"),
+                T.reinterpret(T.broadcast(T.reinterpret(T.Cast("int16x2", A.vload([0], "uint8x2")), dtype="int32"), 8),
+                              dtype="int16x16"),
+                dtype="int32x8")
+
+    @T.prim_func(s_tir=True)
+    def dot_desc(A: T.Buffer((16,), "uint8", offset_factor=1), B: T.Buffer((16,), "int8", offset_factor=1),
+                 C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:16], B[0:16])
+            T.writes(C[0:8])
+            for i in T.serial(0, 8):
+                for k in T.serial(0, 2):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vi * 2 + vk], "int32") * T.cast(B[vi * 2 + vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def dot_impl(A: T.Buffer((16,), "uint8", offset_factor=1), B: T.Buffer((16,), "int8", offset_factor=1),
+                 C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:16], B[0:16])
+            T.writes(C[0:8])
+            C[T.ramp(T.int32(0), 1, 8)] = C.vload([0], dtype="int32x8") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                T.Cast("int16x16", A.vload([0], dtype="uint8x16")),
+                T.Cast("int16x16", B.vload([0], dtype="int8x16")),
+                dtype="int32x8")
+
+    for name, desc, impl in ((isa.oc, oc_desc, oc_impl), (isa.px, px_desc, px_impl), (isa.dot, dot_desc, dot_impl)):
+        if not _registered(name):
+            TensorIntrin.register(name, desc, impl)
+
+
+def _mattr(target) -> list[str]:
+    tv = getattr(target, "tvm", None) or {}
+    return list(tv.get("mattr", [])) if isinstance(tv, dict) else []
+
+
+def target_isa(target) -> Isa | None:
+    """The integer dot-product ISA the target's mattr enables (x86 only), or None (portable
+    schedules). AVX-512 VNNI needs the ``x86_avx512`` schedule family."""
+    mattr = _mattr(target)
+    triple = str((getattr(target, "tvm", None) or {}).get("mtriple", ""))
+    if not triple.startswith("x86_64"):
+        return None
+    if getattr(target, "schedule", "") == "x86_avx512" and "+avx512vnni" in mattr and "+avx512bw" in mattr:
+        return _register_vnni()
+    if "+avx2" in mattr:
+        return _register_avx2()
+    return None
+
+
+def isa_by_name(name: str) -> Isa:
+    return {"vnni": _register_vnni, "avx2": _register_avx2}[name]()
+
+
+__all__ = ["Isa", "target_isa", "isa_by_name"]
