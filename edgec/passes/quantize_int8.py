@@ -14,7 +14,14 @@ records the options, the precision and qparams of every value and the choice mad
 Scheme (docs/quantization.md): int8 symmetric weights (per channel unless ``per_channel=False``),
 activations per tensor asymmetric in ``activation_dtype``, int32 bias with the zero-point
 correction folded in, integer-only requantization; ReLU/Clip following conv/dense/matmul/add are
-fused into the producer's output clamp.
+fused into the producer's output clamp; a chain of elementwise ops of one runtime value (e.g.
+hard-swish written h * clip(h + 3, 0, 6) / 6) becomes one qlut; avg_pool becomes a depthwise
+qconv with unit weights (plus a mul by a constant lcm/count table and a requantize when border
+windows have fewer taps); a division by a positive scalar constant is a requantize; softmax stays
+float. With calibration samples (``calib_feeds``) and ``bias_correction`` on (the default), the
+int32 bias of every qconv / qdense is then corrected so that, per output channel, the mean of its
+accumulator on the quantized network matches the float layer's mean on the float network
+(``bias_correction``; only bias constants change, never the integer ops).
 Example:
     before  %h = dense(x, w, b); %r = relu(h); %y = softmax(r)
     after   %x_q = quantize(x); %r_q = qdense(x_q, w_q, b_q) {qmin=z_r, ...}; %r = dequantize(r_q);
@@ -45,12 +52,19 @@ class QuantizeOptions:
     """``activation_dtype``: "uint8" (x86) or "int8" (ARM); ``per_channel``: per-output-channel
     weight scales (else one per tensor); ``fallback_ops``: op names kept in float;
     ``fallback_nodes``: node names kept in float (the accuracy-aware mode's lever);
-    ``fuse_activations``: fuse relu/clip into the producer's clamp."""
+    ``fuse_activations``: fuse relu/clip into the producer's clamp;
+    ``bias_correction``: empirical bias correction of every qconv / qdense (``bias_correction``
+    below) when calibration samples are available (``quantize_int8(..., calib_feeds=...)``; the
+    compiler passes its calibration data); ``bias_correction_samples``: how many of them are
+    used for it (the first ones; they are held in memory, and every sample costs one float and
+    one integer run of the graph)."""
     activation_dtype: str = "uint8"
     per_channel: bool = True
     fallback_ops: frozenset = field(default_factory=frozenset)
     fallback_nodes: frozenset = field(default_factory=frozenset)
     fuse_activations: bool = True
+    bias_correction: bool = True
+    bias_correction_samples: int = 64
 
     def __post_init__(self):
         if self.activation_dtype not in ("uint8", "int8"):
@@ -61,6 +75,10 @@ class QuantizeOptions:
         if unknown:
             raise QuantizeOptionsError(f"fallback_ops names unknown op(s) {unknown}")
         object.__setattr__(self, "fallback_nodes", frozenset(self.fallback_nodes))
+        if isinstance(self.bias_correction_samples, bool) or not isinstance(self.bias_correction_samples, int) \
+                or self.bias_correction_samples < 1:
+            raise QuantizeOptionsError(f"bias_correction_samples must be a positive integer, "
+                                       f"got {self.bias_correction_samples!r}")
 
 
 class NotQuantizable(Exception):
@@ -71,6 +89,11 @@ _LUT_OPS = ("sigmoid", "tanh", "hard_swish", "hard_sigmoid", "gelu", "elu", "lea
             "selu", "softsign")
 _PASS_THROUGH = ("reshape", "transpose", "max_pool", "global_max_pool", "slice", "split", "depth_to_space",
                  "space_to_depth")
+
+
+# An activation whose calibrated range reaches beyond this stays float: with 256 levels its step
+# would exceed 7800, so values of ordinary magnitude would all collapse to the zero point.
+MAX_ACTIVATION_RANGE = 1e6
 
 
 class _Ctx:
@@ -97,7 +120,11 @@ class _Ctx:
     def act_qparams(self, name: str) -> tuple[float, int]:
         if name not in self.ranges:
             raise NotQuantizable(f"no calibrated range for {name!r}")
-        s, z = compute_scale_zp(*self.ranges[name], self.lo, self.hi)
+        lo, hi = self.ranges[name]
+        if max(abs(lo), abs(hi)) > MAX_ACTIVATION_RANGE:
+            # e.g. an attention mask's -3.4e38: 256 levels over it leave every ordinary value at one level
+            raise NotQuantizable(f"{name!r} spans [{lo:.3g}, {hi:.3g}]: too wide for 8 bits")
+        s, z = compute_scale_zp(lo, hi, self.lo, self.hi)
         return float(s), int(z)
 
     def qp(self, qname: str) -> tuple[float, int]:
@@ -168,6 +195,20 @@ class _Ctx:
         if not lo < hi:
             raise NotQuantizable(f"clip range [{act.attrs['min']}, {act.attrs['max']}] is under one quantum")
         return lo, hi
+
+    def feeds_only_float(self, node: Node) -> bool:
+        """Every use of the node's outputs is float: a graph output or a consumer with no int8 rule
+        (softmax, layer_norm, ...) or one kept in float by the options."""
+        for out in node.outputs:
+            if out in self.g.outputs:
+                continue
+            cons = self.consumers.get(out, [])
+            if not cons:
+                return False
+            for c in cons:
+                if c.op in QUANT_RULES and c.name not in self.opt.fallback_nodes and c.op not in self.opt.fallback_ops:
+                    return False
+        return True
 
     def emit_q(self, op, inputs, attrs, fname: str, s: float, z: int, node_name: str) -> str:
         qn = self.b.names(fname + "_q")
@@ -261,7 +302,16 @@ def rule_matmul(ctx: _Ctx, node: Node) -> list[Node]:
 _LEFT_SHIFT = 20
 
 
+def _elementwise_worth_it(ctx: _Ctx, node: Node) -> None:
+    """An add/mul whose result only feeds float ops stays float: in integers it would only add an
+    8-bit rounding of its output (and of any float input) before being dequantized again. The
+    residual adds before a LayerNorm and the attention-mask add before a softmax are such ops."""
+    if ctx.feeds_only_float(node):
+        raise NotQuantizable("its result only feeds float ops")
+
+
 def rule_add(ctx: _Ctx, node: Node) -> list[Node]:
+    _elementwise_worth_it(ctx, node)
     aq, bq = ctx.q(node.inputs[0]), ctx.q(node.inputs[1])
     (s_a, z_a), (s_b, z_b) = ctx.qp(aq), ctx.qp(bq)
     fname, lo, hi, fused = ctx.fused_output(node)
@@ -277,6 +327,7 @@ def rule_add(ctx: _Ctx, node: Node) -> list[Node]:
 
 
 def rule_mul(ctx: _Ctx, node: Node) -> list[Node]:
+    _elementwise_worth_it(ctx, node)
     aq, bq = ctx.q(node.inputs[0]), ctx.q(node.inputs[1])
     (s_a, z_a), (s_b, z_b) = ctx.qp(aq), ctx.qp(bq)
     fname, lo, hi, fused = ctx.fused_output(node)
@@ -297,7 +348,10 @@ def rule_relu_clip(ctx: _Ctx, node: Node) -> list[Node]:
 
 
 def rule_pass_through(ctx: _Ctx, node: Node) -> list[Node]:
-    """Ops that only move or select values: same qparams in and out, no requantization."""
+    """Ops that only move or select values: same qparams in and out, no requantization. A float
+    input stays float (quantizing it here would add a rounding that its float source avoided)."""
+    if node.inputs[0] not in ctx.qname and ctx.g.values[node.inputs[0]].const is None:
+        raise NotQuantizable("its input is float")
     xq = ctx.q(node.inputs[0])
     s, z = ctx.qp(xq)
     outs = [ctx.b.names(o + "_q") for o in node.outputs]
@@ -371,6 +425,157 @@ def rule_gather(ctx: _Ctx, node: Node) -> list[Node]:
     return []
 
 
+def rule_avg_pool(ctx: _Ctx, node: Node) -> list[Node]:
+    """avg_pool as a depthwise qconv with unit weights: acc = sum over the window of (q - z_in)
+    (padding holds z_in, i.e. real 0), then one requantization by s_in / (count * s_out).
+    When every window has the same divisor (count_include_pad, or no window touches the padding)
+    the requantization is the qconv's own epilogue. Otherwise the counts differ near the border:
+    with L = lcm of the counts, acc * (L / count) is an exact int32 (a ``mul`` by a constant
+    per-position table) and one ``requantize`` by s_in / (L * s_out) rounds it once: the same
+    correctly rounded value of s_in * acc / (count * s_out)."""
+    from math import lcm
+    from ..ops.nn import _avg_counts
+    from ..ops._nn_util import window_out_shape
+    xq = ctx.q(node.inputs[0])
+    s_i, z_i = ctx.qp(xq)
+    s_o, z_o = ctx.act_qparams(node.outputs[0])
+    xv = ctx.b.values[xq]
+    a = node.attrs
+    kernel = tuple(a["kernel"])
+    k = int(np.prod(kernel))
+    c = int(xv.shape[1])
+    out = window_out_shape("avg_pool", xv.shape[2:], kernel, a["strides"], a["pads"], a["dilations"])
+    counts = (np.full(out, k, np.int64) if a["count_include_pad"]
+              else _avg_counts(xv.shape[2:], kernel, a["strides"], a["pads"], a["dilations"], out))
+    if counts.min() < 1:
+        raise NotQuantizable("a pooling window lies entirely in the padding")
+    big = lcm(*sorted(set(int(v) for v in counts.ravel())))
+    if k * 255 * big >= 2 ** 31:
+        raise NotQuantizable(f"window of {k} taps too large for an int32 sum")
+    w = ctx.b.add_const(np.ones((c, 1) + kernel, np.int8), node.name + "_ones")
+    bias = ctx.b.add_const(np.full(c, -k * z_i, np.int32), node.name + "_bias_q")
+    geo = {"strides": a["strides"], "pads": a["pads"], "dilations": a["dilations"], "group": c, "x_zero_point": z_i}
+    if big == int(counts.min()):   # one divisor everywhere
+        m, sh = _mult(s_i / (big * s_o))
+        ctx.emit_q("qconv", [xq, w, bias], {**geo, **_req_attrs([m], [sh], z_o, ctx.lo, ctx.hi, ctx.dt)},
+                   node.outputs[0], s_o, z_o, node.name)
+        return []
+    i32 = (-(2 ** 31), 2 ** 31 - 1)
+    (acc,) = ctx.b.emit("qconv", [xq, w, bias], {**geo, **_req_attrs([2 ** 30], [1], 0, *i32, "int32")},
+                        name=f"{node.name}_sum")
+    scale = ctx.b.add_const((big // counts).astype(np.int32).reshape((1, 1) + tuple(out)), node.name + "_recip")
+    (acc2,) = ctx.b.emit("mul", [acc, scale], name=f"{node.name}_scale")
+    m, sh = _mult(s_i / (big * s_o))
+    ctx.emit_q("requantize", [acc2], {"in_zero_point": 0, **_req_attrs([m], [sh], z_o, ctx.lo, ctx.hi, ctx.dt)},
+               node.outputs[0], s_o, z_o, node.name)
+    return []
+
+
+def _positive_scalar(ctx: _Ctx, name: str) -> float | None:
+    v = ctx.g.values[name]
+    if v.const is None or v.const.size != 1 or v.dtype != "float32":
+        return None
+    c = float(v.const.reshape(()))
+    return c if np.isfinite(c) and c > 0 else None
+
+
+def rule_div(ctx: _Ctx, node: Node) -> list[Node]:
+    """x / c with a positive scalar constant c: a rescale, requantize(q - z_in, s_in / (c * s_out))
+    (one rounding). Other divisions stay float."""
+    c = _positive_scalar(ctx, node.inputs[1])
+    if c is None or ctx.g.values[node.inputs[0]].const is not None:
+        raise NotQuantizable("only a division by a positive scalar constant has an int8 rule")
+    xq = ctx.q(node.inputs[0])
+    s_i, z_i = ctx.qp(xq)
+    fname, lo, hi, fused = ctx.fused_output(node)
+    s_o, z_o = ctx.act_qparams(fname)
+    m, sh = _mult(float(s_i) / (c * s_o))
+    ctx.emit_q("requantize", [xq], {"in_zero_point": z_i, **_req_attrs([m], [sh], z_o, lo, hi, ctx.dt)},
+               fname, s_o, z_o, node.name)
+    return [fused] if fused is not None else []
+
+
+# -- elementwise chains of one input: one lookup table --------------------------------------------
+
+_CHAIN_OPS = frozenset(("add", "sub", "mul", "div", "clip", "relu", "neg", "abs") + _LUT_OPS)
+
+
+def _chain_region(ctx: _Ctx, node: Node) -> tuple[str, list[Node]] | None:
+    """The elementwise chain that starts at ``node`` and is a function of ONE runtime float value
+    ``h`` (every other operand a scalar constant), e.g. hard-swish as exported by Paddle:
+    ``a = h + 3; c = clip(a, 0, 6); m = h * c; y = m / 6``. Grows along single consumers as long
+    as the consumer's runtime operands are ``h`` or values of the chain; returns (h, nodes) for
+    a chain of at least two nodes whose intermediate values are used nowhere else."""
+    def runtime_inputs(n: Node) -> list[str] | None:
+        if n.op not in _CHAIN_OPS or len(n.outputs) != 1:
+            return None
+        rt = []
+        for i in n.inputs:
+            if not i:
+                continue
+            v = ctx.g.values[i]
+            if v.const is not None:
+                if v.const.size != 1 or v.dtype != "float32":
+                    return None
+            else:
+                rt.append(i)
+        return rt
+
+    def usable(n: Node) -> bool:
+        return n.name not in ctx.opt.fallback_nodes and n.op not in ctx.opt.fallback_ops
+
+    rt = runtime_inputs(node)
+    if not rt or len(set(rt)) != 1 or not usable(node):
+        return None
+    h = rt[0]
+    hv = ctx.g.values[h]
+    if hv.dtype != "float32" or h not in ctx.ranges:
+        return None
+    region = [node]
+    produced = {node.outputs[0]}
+    while True:
+        out = region[-1].outputs[0]
+        cons = ctx.consumers.get(out, [])
+        if len(cons) != 1 or out in ctx.g.outputs:
+            break
+        nxt = cons[0]
+        rt = runtime_inputs(nxt)
+        if (rt is None or not usable(nxt) or not set(rt) <= produced | {h}
+                or ctx.g.values[nxt.outputs[0]].shape != hv.shape):
+            break
+        region.append(nxt)
+        produced.add(nxt.outputs[0])
+    # every intermediate value must be consumed only inside the chain
+    inside = {id(n) for n in region}
+    for n in region[:-1]:
+        o = n.outputs[0]
+        if o in ctx.g.outputs or any(id(c) not in inside for c in ctx.consumers.get(o, [])):
+            return None
+    if len(region) < 2 or ctx.g.values[region[-1].outputs[0]].shape != hv.shape:
+        return None
+    return h, region
+
+
+def rule_chain_lut(ctx: _Ctx, h: str, region: list[Node]) -> list[Node]:
+    """The chain as one qlut on h's integer version: ``table[i] = quantize(chain(dequantize(i)))``
+    computed with the float references of the chain's own ops (so any constants are honoured)."""
+    xq = ctx.q(h)
+    s_i, z_i = ctx.qp(xq)
+    out = region[-1].outputs[0]
+    s_o, z_o = ctx.act_qparams(out)
+    in_dt = ctx.b.values[xq].dtype
+    lo = qrange(in_dt)[0]
+    env = {h: dequantize(np.arange(lo, lo + 256).astype(in_dt), s_i, z_i).astype(np.float32)}
+    for n in region:
+        args = [None if not i else env[i] if i in env else ctx.g.values[i].const.reshape(()) for i in n.inputs]
+        (y,) = get_op(n.op).reference(*args, **n.attrs)
+        env[n.outputs[0]] = np.asarray(y, np.float32).reshape(256)
+    table = quantize(env[out], s_o, z_o, ctx.dt)
+    ctx.emit_q("qlut", [xq], {"table": tuple(int(t) for t in table), "out_dtype": ctx.dt}, out, s_o, z_o,
+               region[0].name)
+    return region[1:]
+
+
 Rule = Callable[[_Ctx, Node], list]
 
 QUANT_RULES: dict[str, Rule] = {
@@ -383,14 +588,20 @@ QUANT_RULES: dict[str, Rule] = {
     "clip": rule_relu_clip,
     "concat": rule_concat,
     "global_avg_pool": rule_global_avg_pool,
+    "avg_pool": rule_avg_pool,
+    "div": rule_div,
     "gather": rule_gather,
     **{op: rule_pass_through for op in _PASS_THROUGH},
     **{op: rule_lut for op in _LUT_OPS},
 }
 
 
-def quantize_int8(graph: Graph, ranges: dict, options: QuantizeOptions | None = None) -> Graph:
-    """Quantize ``graph`` with calibrated ``ranges`` ({float value: (rmin, rmax)}); see the module doc."""
+def quantize_int8(graph: Graph, ranges: dict, options: QuantizeOptions | None = None, calib_feeds=None) -> Graph:
+    """Quantize ``graph`` with calibrated ``ranges`` ({float value: (rmin, rmax)}); see the module doc.
+
+    ``calib_feeds``: calibration feed dicts (an iterable, read once); with
+    ``options.bias_correction`` the first ``options.bias_correction_samples`` of them correct the
+    int32 biases (``bias_correction``)."""
     options = options or QuantizeOptions()
     if not isinstance(options, QuantizeOptions):
         raise QuantizeOptionsError(f"options must be a QuantizeOptions, got {type(options).__name__}")
@@ -401,23 +612,30 @@ def quantize_int8(graph: Graph, ranges: dict, options: QuantizeOptions | None = 
             ctx.layers.append({"node": node.name, "op": node.op, "precision": "int8",
                                "choice": f"fused into {fused_into[id(node)]}"})
             continue
-        rule = QUANT_RULES.get(node.op)
+        rules = [QUANT_RULES[node.op]] if node.op in QUANT_RULES else []
+        chain = _chain_region(ctx, node) if options.fuse_activations else None
+        if chain is not None:   # a whole elementwise chain as one table first, else the op's own rule
+            rules.insert(0, lambda c, n, _chain=chain: rule_chain_lut(c, *_chain))
         reason = None
-        if rule is None:
+        if not rules:
             reason = "no int8 rule"
         elif node.op in options.fallback_ops or node.name in options.fallback_nodes:
             reason = "fallback requested"
         else:
-            mark = (len(ctx.b.nodes), dict(ctx.b.values), dict(ctx.qname), set(ctx.fl), set(ctx.b.names.taken))
-            try:
-                fused = rule(ctx, node)
-            except (NotQuantizable, QuantizationError) as e:
-                # roll back whatever the rule emitted before it gave up
-                del ctx.b.nodes[mark[0]:]
-                ctx.b.values, ctx.qname, ctx.fl = mark[1], mark[2], mark[3]
-                ctx.b.names.taken = mark[4]
-                reason = str(e)
-            else:
+            for rule in rules:
+                mark = (len(ctx.b.nodes), dict(ctx.b.values), dict(ctx.qname), set(ctx.fl), set(ctx.b.names.taken))
+                try:
+                    fused = rule(ctx, node)
+                except (NotQuantizable, QuantizationError) as e:
+                    # roll back whatever the rule emitted before it gave up
+                    del ctx.b.nodes[mark[0]:]
+                    ctx.b.values, ctx.qname, ctx.fl = mark[1], mark[2], mark[3]
+                    ctx.b.names.taken = mark[4]
+                    reason = str(e)
+                else:
+                    reason = None
+                    break
+            if reason is None:
                 for fn in fused:
                     ctx.skip.add(id(fn))
                     fused_into[id(fn)] = node.name
@@ -446,7 +664,131 @@ def quantize_int8(graph: Graph, ranges: dict, options: QuantizeOptions | None = 
         "int8_nodes": sum(1 for l in ctx.layers if l["precision"] == "int8"),
         "float_nodes": sum(1 for l in ctx.layers if l["precision"] == "float"),
     }
+    if options.bias_correction and calib_feeds is not None:
+        apply_bias_correction(out, graph, calib_feeds, options)
     return out
 
 
-__all__ = ["quantize_int8", "QuantizeOptions", "QuantizeOptionsError", "QUANT_RULES", "NotQuantizable"]
+def apply_bias_correction(qgraph: Graph, float_graph: Graph, feeds, options: QuantizeOptions) -> Graph:
+    """``bias_correction`` with ``options.bias_correction_samples``, recorded in
+    ``qgraph.meta["quantization"]["bias_correction"]`` ({"layers": n, "samples": k, "seconds": t})."""
+    import time
+    t0 = time.perf_counter()
+    samples = []
+    for feed in feeds:
+        if len(samples) >= options.bias_correction_samples:
+            break
+        samples.append(feed)
+    done = bias_correction(qgraph, float_graph, samples)
+    qgraph.meta.setdefault("quantization", {})["bias_correction"] = {
+        "layers": len(done), "samples": len(samples), "seconds": round(time.perf_counter() - t0, 3)}
+    return qgraph
+
+
+# -- empirical bias correction ---------------------------------------------------------------------
+
+_LINEAR_Q = ("qconv", "qdense")
+
+
+def _int_accumulator(node: Node, x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The int32 accumulator of a qconv / qdense (before requantization), as int64."""
+    if node.op == "qdense":
+        return x.astype(np.int64) @ w.astype(np.int64).T + bias.astype(np.int64)
+    from ..ops.nn import conv as _conv_ref
+    from ..ops._nn_util import pad_spatial
+    xp = pad_spatial(x.astype(np.int64), node.attrs["pads"], np.int64(node.attrs["x_zero_point"]))
+    r = x.ndim - 2
+    (acc,) = _conv_ref(xp, w.astype(np.int64), bias.astype(np.int64), strides=node.attrs["strides"],
+                       pads=(0,) * (2 * r), dilations=node.attrs["dilations"], group=node.attrs["group"])
+    return acc
+
+
+def _channel_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over every axis but 1 (the output channel of conv NCHW.. and dense [M, N]), float64."""
+    return np.asarray(a, np.float64).sum(axis=tuple(i for i in range(a.ndim) if i != 1))
+
+
+def bias_correction(qgraph: Graph, float_graph: Graph, feeds, max_samples: int | None = None,
+                    min_significance: float = 0.0) -> dict:
+    """Empirical bias correction (Nagel et al. 2019, "Data-Free Quantization", sec. 4.2, with data).
+
+    For every qconv / qdense of ``qgraph`` (in graph order) whose float original (the node of
+    ``float_graph`` with the same name) is known: the mean, per output channel and over the samples
+    and positions, of the int32 accumulator computed from the *quantized* network's input is
+    compared with the mean of the float layer's pre-activation output on the *float* network,
+    expressed in accumulator units (divided by s_x * s_w[c]); the rounded difference is subtracted
+    from the int32 bias. The layers are corrected one after the other, each seeing the corrected
+    upstream layers (the quantized network is evaluated node by node over all samples). Integer
+    math is unchanged: only bias constants move. A layer is left as is when the corrected bias
+    could let the accumulator overflow int32. Modifies ``qgraph`` in place; returns
+    {node name: max |delta| in accumulator units}.
+    """
+    from ..reference.interpreter import run_graph as _run
+    samples = []
+    for k, feed in enumerate(feeds):
+        if max_samples is not None and k >= max_samples:
+            break
+        samples.append({n: np.asarray(a) for n, a in feed.items()})
+    if not samples:
+        return {}
+    fnodes = {n.name: n for n in float_graph.nodes}
+    # only the qconv / qdense that stand for a float conv / dense / matmul (not e.g. the unit-weight
+    # qconv of an avg_pool, whose accumulator is a window sum) and have a constant bias
+    targets = {n.name for n in qgraph.nodes if n.op in _LINEAR_Q and n.name in fnodes
+               and fnodes[n.name].op in ("conv", "dense", "matmul") and len(n.inputs) > 2 and n.inputs[2]
+               and qgraph.values[n.inputs[2]].const is not None and qgraph.values[n.inputs[0]].qparams is not None
+               and qgraph.values[n.inputs[1]].qparams is not None}
+    # float side: per-channel means of the pre-activation outputs, one float run per sample
+    fmeans: dict[str, list[np.ndarray]] = {name: [] for name in targets}  # per sample, per channel
+    for feed in samples:
+        env = _run(float_graph, feed, keep_all=True)
+        for name in targets:
+            y = env[fnodes[name].outputs[0]]
+            fmeans[name].append(_channel_sum(y) / (y.size // y.shape[1]))
+    # quantized side: node by node over all samples, values freed after their last use
+    last_use: dict[str, int] = {}
+    for i, n in enumerate(qgraph.nodes):
+        for v in n.inputs:
+            if v:
+                last_use[v] = i
+    keep = set(qgraph.outputs)
+    consts = {v.name: v.const for v in qgraph.values.values() if v.const is not None}
+    envs = [dict(s) for s in samples]
+    done: dict[str, int] = {}
+    for i, node in enumerate(qgraph.nodes):
+        if node.name in targets:
+            x, wname, bname = node.inputs[:3]
+            w, b = consts[wname], consts[bname]
+            s_x = float(qgraph.values[x].qparams.scale[0])
+            s_w = np.broadcast_to(np.asarray(qgraph.values[wname].qparams.scale, np.float64), (w.shape[0],))
+            diffs = []  # per sample: mean accumulator - float mean in accumulator units, per channel
+            for env, fm in zip(envs, fmeans[node.name]):
+                acc = _int_accumulator(node, env[x], w, b)
+                diffs.append(_channel_sum(acc) / (acc.size // acc.shape[1]) - fm / (s_x * s_w))
+            d = np.stack(diffs)
+            mean = d.mean(axis=0)
+            if min_significance > 0 and len(d) > 1:
+                # shrink: a channel whose mean error is within min_significance standard errors
+                # of 0 is left alone (its correction would be mostly estimation noise)
+                se = d.std(axis=0, ddof=1) / np.sqrt(len(d))
+                mean = np.where(np.abs(mean) > min_significance * se, mean, 0.0)
+            delta = np.rint(mean).astype(np.int64)
+            new_b = b.astype(np.int64) - delta
+            k = w.size // w.shape[0]
+            if k * 255 * 128 + int(np.abs(new_b).max()) < 2 ** 31:
+                new_b = new_b.astype(np.int32)
+                consts[bname] = new_b
+                qgraph.values[bname] = replace(qgraph.values[bname], const=new_b)
+                done[node.name] = int(np.abs(delta).max()) if delta.size else 0
+        opdef = get_op(node.op)
+        for env in envs:
+            args = [(env[v] if v in env else consts[v]) if v else None for v in node.inputs]
+            for o, r in zip(node.outputs, opdef.reference(*args, **node.attrs)):
+                env[o] = np.asarray(r)
+            for v in node.inputs:
+                if v and last_use.get(v) == i and v not in keep and v in env:
+                    del env[v]
+    return done
+
+
+__all__ = ["quantize_int8", "bias_correction", "apply_bias_correction", "QuantizeOptions", "QuantizeOptionsError", "QUANT_RULES", "NotQuantizable"]

@@ -31,7 +31,10 @@ Methods (``CalibrationOptions.method``)
   histogram as the upper edge of the first bin where the cumulative count reaches p% of the
   total (the lower edge for the low tail), so it is conservative by at most one bin.
 - ``entropy`` (TensorRT's KL-divergence calibration): on the |x| histogram (B = num_bins bins),
-  for every candidate i in [L, B] (L = ``entropy_levels``, 128 for int8):
+  for every candidate i in [max(L, f + L), B] (L = ``entropy_levels``, 128 for int8; f = the
+  first non-empty bin, so that at least L bins above it are kept: a tensor whose values all
+  lie away from 0, e.g. a hard-sigmoid output in [0.34, 0.9], would otherwise be clipped at
+  i = L into one bin, KL = 0, and its range collapse to (min, min)):
     P = the first i bins, with the counts of all bins >= i added to bin i - 1 (clipping);
     Q = the first i bins merged into L equal groups (group j covers bins
         floor(j*i/L) .. floor((j+1)*i/L) - 1), each group's total spread evenly over its
@@ -40,12 +43,21 @@ Methods (``CalibrationOptions.method``)
     KL(P || Q) = sum over P > 0 of P * ln(P / Q).
   The threshold is t = i* x w for the i* of least KL (the smallest i on ties) and the range
   is (max(min, -t), min(max, t)). Candidates are taken only up to the last non-empty bin
-  (if that is bin L or lower, t is its upper edge); a candidate with no mass below bin i has
+  (if that is bin max(L, f + L) or lower, t is its upper edge); a candidate with no mass below bin i has
   an infinite divergence. Values that are exactly 0 are left out of the |x| histogram first: 0 is represented
   exactly at any threshold (it is the zero point), and the spike of zeros after a ReLU would
   otherwise dominate the divergence and pull the threshold far down. A histogram that is flat
   within every group, or sparse (isolated non-empty bins), is represented exactly by Q at
   every i, so its threshold keeps every value.
+- ``mse``: the |x| threshold t that minimizes the expected squared error of 8-bit quantization,
+  estimated on the histogram: for every candidate t = j * w (j = 1 .. the last non-empty |x|
+  bin), the range is (max(min, -t), min(max, t)) widened to hold 0, the step is
+  s = (hi - lo) / 255, and
+    MSE(t) = [sum over bins outside [lo, hi] of n_k (c_k - nearest bound)^2
+              + (number of non-zero values inside) * s^2 / 12] / total
+  (c_k the bin centre; values exactly 0 are exact, the zero point). The clipping error of the
+  tails and the rounding error of the body are balanced, per tensor; O(num_bins) per value with
+  prefix sums. The smallest t on ties.
 """
 from __future__ import annotations
 
@@ -62,7 +74,7 @@ from ..ir import dtypes
 from ..ir.graph import Graph
 from ..reference import run_graph
 
-METHODS = ("minmax", "percentile", "entropy")
+METHODS = ("minmax", "percentile", "entropy", "mse")
 _H_MIN_EXP = -32  # the histogram range starts at 2^-32 at least
 
 
@@ -77,7 +89,7 @@ ProgressFn = Callable[[int, "int | None"], None]
 class CalibrationOptions:
     """How activation ranges are measured.
 
-    method          "minmax", "percentile" or "entropy" (see the module docstring)
+    method          "minmax", "percentile", "entropy" or "mse" (see the module docstring)
     percentile      for "percentile": the percentage of values kept, in [50, 100]
     percentile_mode for "percentile": "abs" (percentile of |x|, the same threshold on both sides)
                     or "tails" (the low and the high percentile of x separately)
@@ -202,9 +214,12 @@ def entropy_threshold(abs_counts: np.ndarray, bin_width: float, levels: int = 12
     if nz.size == 0:
         return 0.0
     last = int(nz[-1]) + 1  # candidates beyond the last non-empty bin change nothing
-    if last <= levels:
+    # at least ``levels`` bins above the first non-empty one: a histogram that sits away from 0
+    # is never clipped into (nearly) one bin, where KL is 0 but every value becomes one value
+    first = max(int(levels), int(nz[0]) + int(levels))
+    if last <= first:
         return last * bin_width
-    cands = np.arange(levels, last + 1)
+    cands = np.arange(first, last + 1)
     kl = entropy_divergences(hist, cands, levels)
     return float(cands[int(np.argmin(kl))]) * bin_width  # argmin: the smallest i on ties
 
@@ -423,7 +438,53 @@ class EntropyCalibrator(_HistogramCalibrator):
         return self._clip(h, t)
 
 
-_CLASSES = {"minmax": MinMaxCalibrator, "percentile": PercentileCalibrator, "entropy": EntropyCalibrator}
+def mse_threshold(counts: np.ndarray, bin_width: float, vmin: float, vmax: float, zeros: int = 0,
+                  steps: int = 255) -> float:
+    """The |x| threshold of least expected 8-bit quantization MSE over a signed histogram
+    (``StreamingHistogram.counts``: 2B bins, bin k covers [(k - B) w, (k - B + 1) w)); see the
+    module docstring. ``zeros`` values exactly 0 carry no rounding error."""
+    n = np.asarray(counts, np.float64)
+    B = n.size // 2
+    w = float(bin_width)
+    total = n.sum()
+    if total == 0:
+        return 0.0
+    amax = max(-float(vmin), float(vmax), 0.0)
+    jmax = max(1, min(B, int(math.ceil(amax / w))))
+    c = (np.arange(2 * B) - B + 0.5) * w
+    t = np.arange(1, jmax + 1) * w  # candidates
+    hi = np.maximum(np.minimum(float(vmax), t), 0.0)
+    lo = np.minimum(np.maximum(float(vmin), -t), 0.0)
+    # prefix sums of n, n c, n c^2 (index i: bins < i)
+    S0 = np.concatenate([[0.0], np.cumsum(n)])
+    S1 = np.concatenate([[0.0], np.cumsum(n * c)])
+    S2 = np.concatenate([[0.0], np.cumsum(n * c * c)])
+    # bins whose centre is above hi: k >= khi; below lo: k < klo
+    khi = np.clip(np.floor(hi / w + B - 0.5).astype(np.int64) + 1, 0, 2 * B)
+    klo = np.clip(np.ceil(lo / w + B - 0.5).astype(np.int64), 0, 2 * B)
+    up0, up1, up2 = S0[-1] - S0[khi], S1[-1] - S1[khi], S2[-1] - S2[khi]
+    dn0, dn1, dn2 = S0[klo], S1[klo], S2[klo]
+    clip_err = (up2 - 2 * hi * up1 + hi * hi * up0) + (dn2 - 2 * lo * dn1 + lo * lo * dn0)
+    inside = np.maximum(total - up0 - dn0 - zeros, 0.0)
+    step = (hi - lo) / steps
+    mse = (np.maximum(clip_err, 0.0) + inside * step * step / 12.0) / total
+    return float(t[int(np.argmin(mse))])
+
+
+class MSECalibrator(_HistogramCalibrator):
+    """The |x| threshold of least expected quantization MSE (clipping vs rounding error)."""
+
+    def __init__(self, options: CalibrationOptions | None = None):
+        super().__init__(options or CalibrationOptions(method="mse"))
+
+    def _range(self, name):
+        h = self.histograms[name]
+        t = mse_threshold(h.counts, h.bin_width, h.min, h.max, h.zeros)
+        return self._clip(h, t)
+
+
+_CLASSES = {"minmax": MinMaxCalibrator, "percentile": PercentileCalibrator, "entropy": EntropyCalibrator,
+            "mse": MSECalibrator}
 
 
 def create_calibrator(options: CalibrationOptions | None = None) -> Calibrator:
@@ -440,5 +501,5 @@ def calibrate(graph: Graph, batches: Iterable[Mapping[str, np.ndarray]], options
 
 
 __all__ = ["CalibrationOptions", "CalibrationError", "Calibrator", "MinMaxCalibrator", "PercentileCalibrator",
-           "EntropyCalibrator", "StreamingHistogram", "entropy_threshold", "entropy_divergences", "create_calibrator", "calibrate",
+           "EntropyCalibrator", "MSECalibrator", "StreamingHistogram", "entropy_threshold", "mse_threshold", "entropy_divergences", "create_calibrator", "calibrate",
            "calibration_values", "METHODS"]

@@ -113,6 +113,63 @@ def test_percentile_of_relu_output_keeps_zero_floor():
     assert lo == 0.0 and hi > 2.0
 
 
+def test_entropy_keeps_values_away_from_zero():
+    """A tensor whose values all lie away from 0 (a hard-sigmoid output in [0.34, 0.9], the PP-OCR
+    SE gates) kept its range; before the fix the smallest candidate (128 bins, all the mass clipped
+    into one bin, KL = 0) collapsed it to (0.345, 0.345)."""
+    rng = np.random.default_rng(7)
+    x = np.clip(rng.normal(0.6, 0.08, 50_000), 0.34, 0.9).astype(np.float32)
+    lo, hi = _ranges("entropy", x)
+    assert lo == np.float32(x.min())
+    assert hi >= np.quantile(x, 0.999) and hi <= x.max()
+    # a shifted, wide body: the threshold lies above at least 128 occupied bins
+    y = (5.0 + rng.uniform(0, 1, 20_000)).astype(np.float32)
+    lo, hi = _ranges("entropy", y)
+    assert lo == np.float32(y.min()) and hi > 5.9
+    # direct: a histogram that starts at bin 700 gets a threshold of at least 700 + 128 bins
+    hist = np.zeros(2048)
+    hist[700:900] = 100.0
+    hist[1500] = 1.0
+    assert entropy_threshold(hist, 1.0, 128) >= 828
+
+
+def test_mse_threshold_balances_clipping_and_rounding():
+    from edgec.quant.calibrate import mse_threshold
+    rng = np.random.default_rng(8)
+    # uniform: any clipping costs more than it saves, the threshold is (near) the max
+    x = rng.uniform(-1, 1, 100_000).astype(np.float32)
+    lo, hi = _ranges("mse", x)
+    assert hi > 0.97 and lo < -0.97
+    # a gaussian body with 5 far outliers in 100 000: clipping them (5 * 56^2 / 1e5 = 0.16) costs
+    # more than the coarser step (0.47^2 / 12 = 0.018): MSE keeps them (unlike percentile)
+    g = rng.standard_normal(100_000).astype(np.float32)
+    g[:5] = [60, -55, 70, 58, 64]
+    lo, hi = _ranges("mse", g)
+    assert hi > 55.0 and lo == np.float32(-55.0)
+    # laplace(1), 200 000 samples: clipped below the max (the 8-bit optimum is near 10 b)
+    lap = rng.laplace(size=200_000).astype(np.float32)
+    lo, hi = _ranges("mse", lap)
+    assert 6.0 < hi < 0.95 * float(np.abs(lap).max()) and lo == -hi
+    # one-sided data away from 0 keeps its bulk (no collapse as entropy had)
+    s = np.clip(rng.normal(0.6, 0.08, 50_000), 0.34, 0.9).astype(np.float32)
+    lo, hi = _ranges("mse", s)
+    assert lo == np.float32(s.min()) and hi > 0.8
+    # the histogram estimate against a brute-force MSE of real 8-bit quantization
+    g = lap
+    h = StreamingHistogram(2048)
+    h.add(g)
+    t = mse_threshold(h.counts, h.bin_width, h.min, h.max, h.zeros)
+
+    def real_mse(th):
+        a, b = max(float(g.min()), -th), min(float(g.max()), th)
+        step = (b - a) / 255
+        q = np.clip(np.rint((g - a) / step), 0, 255) * step + a
+        return float(((q - g) ** 2).mean())
+    cands = np.linspace(2.0, float(np.abs(g).max()), 300)
+    best = cands[int(np.argmin([real_mse(c) for c in cands]))]
+    assert real_mse(t) <= 1.1 * real_mse(best)
+
+
 def test_entropy_threshold_direct():
     k = np.arange(1024)
     hist = np.round(1e6 * np.exp(-0.5 * (k / 60.0) ** 2))  # a gaussian body, non-empty up to ~k=330

@@ -141,7 +141,7 @@ def test_api_errors(spam, tmp_path):
         edgec.compile(model, input_shapes=SHAPES, output_dir=tmp_path / "b", quantize="int4", calib=spam["calib"])
     with pytest.raises(EdgecError, match="unknown calibration method"):
         edgec.compile(model, input_shapes=SHAPES, output_dir=tmp_path / "c", quantize="int8", calib=spam["calib"],
-                      calib_method="mse")
+                      calib_method="kl-max")
     with pytest.raises(EdgecError, match="not both"):
         edgec.compile(model, input_shapes=SHAPES, output_dir=tmp_path / "d", quantize="int8", calib=spam["calib"],
                       calib_random=True)
