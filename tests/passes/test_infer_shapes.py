@@ -41,5 +41,5 @@ def test_pipeline_dumps_every_step(tmp_path, monkeypatch):
     g = finish(b, ["x"], [a])
     run_pipeline(g)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files[0] == "00_import.txt" and "02_fold_constants.txt" in files
+    assert files[0] == "00_import.txt" and "03_fold_constants.txt" in files and "02_fuse_qdq.txt" in files
     assert "relu(x)" in (tmp_path / files[-1]).read_text()

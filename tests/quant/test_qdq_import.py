@@ -182,8 +182,10 @@ def test_conv_integer_exact(attrs):
     np.testing.assert_array_equal(got, want)
 
 
-def test_qdq_weights_fold_to_float_constants():
-    """DequantizeLinear on constant int8 weights folds: the conv sees float weights, as in onnxruntime."""
+def test_qdq_weights_stay_integer_until_fused_or_folded():
+    """DequantizeLinear on constant int8 weights stays an int8 constant + dequantize at import (for
+    edgec.passes.fuse_qdq); a conv whose output is not quantized is not fused, and fold_constants
+    then folds the weights into float, as onnxruntime computes them."""
     x = RNG.normal(size=(1, 2, 5, 5)).astype(np.float32)
     wq = RNG.integers(-127, 128, size=(3, 2, 3, 3)).astype(np.int8)
     sw = RNG.uniform(0.01, 0.02, size=3).astype(np.float32)
@@ -197,5 +199,11 @@ def test_qdq_weights_fold_to_float_constants():
                            [("wq", wq), ("sw", sw), ("sx", f32(0.05)), ("zx", np.asarray(128, np.uint8))]])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     ir, got, want = both(m, {"x": x})
-    assert [n.op for n in ir.nodes] == ["quantize", "dequantize", "conv"]
+    assert [n.op for n in ir.nodes] == ["dequantize", "quantize", "dequantize", "conv"]
+    assert ir.values[ir.nodes[0].inputs[0]].dtype == "int8" and ir.nodes[0].attrs["axis"] == 0
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    from edgec.passes import run_pipeline
+    g = run_pipeline(ir)
+    assert [n.op for n in g.nodes] == ["quantize", "dequantize", "conv"]
+    assert g.values[g.nodes[2].inputs[1]].dtype == "float32"
+    np.testing.assert_allclose(run_graph(g, {"x": x})[g.outputs[0]], want, rtol=1e-5, atol=1e-5)

@@ -7,8 +7,10 @@ uint8 with zero point 128 (converted exactly to int8 with zero point 0); the act
 correction is folded into the int32 bias. Requantization multipliers are computed here from the
 float32 scales (``quantize_multiplier(s_x * s_w[c] / s_y)``): onnxruntime multiplies in float and
 rounds half to even, so results agree within one quantum.
-A QuantizeLinear -> DequantizeLinear pair on a constant folds into a float constant (the weights
-of a QDQ model); the QDQ activation pairs stay as quantize / dequantize nodes.
+A DequantizeLinear of a constant (the int8 weights and int32 biases of a QDQ model) stays an
+integer constant + ``dequantize`` node so that ``edgec.passes.fuse_qdq`` can read the exact integers
+and scales (``fold_constants`` folds into float what the fusion leaves); the QDQ activation pairs
+stay as quantize / dequantize nodes until that pass.
 """
 from __future__ import annotations
 
@@ -71,8 +73,19 @@ def dequantize_linear(ctx: ConvertContext) -> None:
     ctx.require_dtype(0, ["uint8", "int8", "int32"])
     s, z, _ = _qparams(ctx, 1, 2, "input", ctx.dtype(0))
     axis = _axis(ctx, len(ctx.shape(0)), max(s.size, z.size))
-    ctx.set_output(0, ctx.emit1("dequantize", [ctx.input(0)], {"scale": _param_attr(s, float),
-                                                               "zero_point": _param_attr(z, int), "axis": axis}))
+    attrs = {"scale": _param_attr(s, float), "zero_point": _param_attr(z, int), "axis": axis}
+    b = ctx.builder
+    if ctx.value(0).const is not None:
+        # constant integer weights / bias: kept as integer constant + dequantize (not folded here), so
+        # edgec.passes.fuse_qdq reads the exact integers and scales; fold_constants folds what it leaves
+        fold, b.fold = b.fold, False
+        try:
+            out = ctx.emit1("dequantize", [ctx.input(0)], attrs)
+        finally:
+            b.fold = fold
+    else:
+        out = ctx.emit1("dequantize", [ctx.input(0)], attrs)
+    ctx.set_output(0, out)
 
 
 def _int8_weights(ctx: ConvertContext, w: np.ndarray, wdt: str, zw: np.ndarray, what: str) -> np.ndarray:
