@@ -4,11 +4,13 @@ in onnxruntime or any other ONNX tool.
     proto = export_onnx(graph)              # onnx.ModelProto, opset 20
     onnx.save(proto, "pruned.onnx")
 
-- Covers the ops that appear in CNN / MLP graphs: conv, dense (-> Gemm transB=1), matmul,
-  batch_norm, instance_norm, layer_norm, lrn, the unary and binary elementwise ops, clip, cast, copy
-  (-> Identity), prelu, where, max/avg/global pools, concat, split, slice, pad, reshape (Flatten,
-  Squeeze and Unsqueeze all became reshape on import), transpose, softmax / log_softmax, the
-  reduce ops, argmax / argmin, gather. Anything else (the int8 ops, resize, ...) raises
+- Covers the ops that appear in CNN / MLP graphs: conv, conv_transpose, dense (-> Gemm transB=1),
+  matmul, batch_norm, instance_norm, layer_norm, lrn, the unary and binary elementwise ops, clip,
+  cast, copy (-> Identity), prelu, where, max/avg/global pools, concat, split, slice, pad, reshape
+  (Flatten, Squeeze and Unsqueeze all became reshape on import), transpose, depth_to_space,
+  space_to_depth, softmax / log_softmax, the reduce ops, argmax / argmin, gather. They are written
+  whatever the dtype, so edgec/frontend/qdq_export.py reuses them for integer tensors. Anything
+  else (the int8 ops: qdq_export.py; resize, ...) raises
   ``OnnxExportError`` naming every unsupported node at once.
 - Node names are kept, made distinct where the IR repeats one (onnxruntime rejects duplicates).
 - Constants become initializers; graph inputs and outputs keep their names, dtypes and the
@@ -80,6 +82,28 @@ def _write_node(w: _Writer, n: Node) -> None:
         k = tuple(w.g.values[ins[1]].shape[2:])
         w.emit("Conv", [i for i in ins if i], outs, n.name, kernel_shape=list(k), strides=list(a["strides"]),
                pads=list(a["pads"]), dilations=list(a["dilations"]), group=int(a["group"]))
+    elif op == "conv_transpose":
+        if any(int(v) < 0 for v in a["pads"]):
+            raise KeyError(op)   # an output_shape beyond the natural one: no ONNX attribute form
+        k = tuple(w.g.values[ins[1]].shape[2:])
+        w.emit("ConvTranspose", [i for i in ins if i], outs, n.name, kernel_shape=list(k), strides=list(a["strides"]),
+               pads=list(a["pads"]), dilations=list(a["dilations"]), group=int(a["group"]),
+               output_padding=list(a["output_padding"]))
+    elif op == "depth_to_space":
+        w.emit("DepthToSpace", ins, outs, n.name, blocksize=int(a["blocksize"]), mode=str(a["mode"]))
+    elif op == "space_to_depth":
+        if a["mode"] == "DCR":   # ONNX SpaceToDepth has no mode: it is the inverse of DCR
+            w.emit("SpaceToDepth", ins, outs, n.name, blocksize=int(a["blocksize"]))
+        else:                    # CRD: the same moves written out
+            nb, c, hh, ww = w.g.values[ins[0]].shape
+            b = int(a["blocksize"])
+            base = n.name or outs[0]
+            t1, t2 = w.names(f"{base}_split"), w.names(f"{base}_moved")
+            w.emit("Reshape", [ins[0], w.const(f"{base}_shape1", np.asarray((nb, c, hh // b, b, ww // b, b), np.int64))],
+                   [t1], f"{base}_reshape1")
+            w.emit("Transpose", [t1], [t2], f"{base}_transpose", perm=[0, 1, 3, 5, 2, 4])
+            w.emit("Reshape", [t2, w.const(f"{base}_shape2", np.asarray((nb, c * b * b, hh // b, ww // b), np.int64))],
+                   outs, n.name)
     elif op == "dense":
         w.emit("Gemm", [i for i in ins if i], outs, n.name, transB=1)
     elif op == "batch_norm":
