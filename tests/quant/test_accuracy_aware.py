@@ -1,0 +1,352 @@
+"""The accuracy-aware int8 mode (edgec/quant/accuracy.py; docs/quantization.md).
+
+- a seeded MLP whose layer fc3 is made very sensitive to int8 (every output channel has a
+  weight of 1000 on an input that is always 0, so per-channel weight scales crush the real
+  weights): the search keeps exactly fc3 in float and meets a 1-point budget; the number of
+  full evaluations is bounded by 2 + ceil(log2(L)) (counted independently of the report);
+- the same MLP without the outlier: the budget is already met, nothing falls back;
+- the one-pass sensitivities (re-running only past the prefix shared with fp32, batched) equal
+  the ones computed directly with run_graph, sample by sample, on "only this layer int8" graphs;
+- batched and per-sample evaluation give the same search;
+- validation data errors (names, shapes, labels) and option errors;
+- end to end: `edgec compile --quantize int8 --calib --val --max-accuracy-drop` on the SMS
+  spam MLP, and the API form.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import edgec
+from edgec.cli import main as cli_main
+from edgec.compiler import prepare_graph
+from edgec.errors import EdgecError
+from edgec.frontend.onnx_import import import_onnx
+from edgec.passes import eliminate_dead_code, infer_shapes, run_pipeline
+from edgec.passes.quantize_int8 import QuantizeOptions, quantize_int8
+from edgec.quant import CalibrationNameError, CalibrationOptions, CalibrationShapeError, calibrate, load_calibration
+from edgec.quant import accuracy as acc_mod
+from edgec.quant.accuracy import (AccuracyOptionsError, ValidationDataError, accuracy_aware_quantize,
+                                  load_validation, quantizable_layers)
+from edgec.reference import run_graph
+
+DEPTH = 6
+
+
+def make_mlp(seed: int = 0, outlier: float | None = 1000.0, sensitive: int = 3, n_in: int = 16, width: int = 32,
+             n_out: int = 4) -> onnx.ModelProto:
+    """Gemm+Relu x DEPTH (fc0..fc5); with ``outlier``, channel 0 of relu{sensitive-1} is always 0
+    (zero weights, bias -1) and every row of fc{sensitive} has ``outlier`` in column 0."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    prev, d_in = "x", n_in
+    for i in range(DEPTH):
+        d_out = n_out if i == DEPTH - 1 else width
+        w = (rng.standard_normal((d_out, d_in)) / np.sqrt(d_in)).astype(np.float32)
+        b = (0.1 * rng.standard_normal(d_out)).astype(np.float32)
+        if outlier is not None and i == sensitive - 1:
+            w[0], b[0] = 0.0, -1.0
+        if outlier is not None and i == sensitive:
+            w[:, 0] = outlier
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        out = f"h{i}"
+        nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [out], name=f"fc{i}", transB=1))
+        if i < DEPTH - 1:
+            nodes.append(helper.make_node("Relu", [out], [f"r{i}"], name=f"relu{i}"))
+            out = f"r{i}"
+        prev, d_in = out, d_out
+    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n_in])],
+                          [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", n_out])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _finish(g):
+    return run_pipeline(g, [("infer_shapes", infer_shapes), ("eliminate_dead_code", eliminate_dead_code)])
+
+
+def _setup(outlier, n_val=400, wrong=0.05, seed=1):
+    graph = run_pipeline(import_onnx(make_mlp(outlier=outlier).SerializeToString(), input_shapes={"x": (1, 16)}))
+    rng = np.random.default_rng(seed)
+    xc = rng.standard_normal((64, 16)).astype(np.float32)
+    xv = rng.standard_normal((n_val, 16)).astype(np.float32)
+    ranges = calibrate(graph, load_calibration({"x": xc}, graph), CalibrationOptions(quiet=True))
+    y32 = np.stack([run_graph(graph, {"x": xv[i:i + 1]})[graph.outputs[0]][0] for i in range(n_val)]).argmax(1)
+    labels = y32.copy()
+    flip = rng.random(n_val) < wrong                  # some labels the fp32 model gets wrong
+    labels[flip] = (labels[flip] + 1) % 4
+    return graph, ranges, xv, labels
+
+
+@pytest.fixture(scope="module")
+def sensitive():
+    return _setup(outlier=1000.0)
+
+
+def _accuracy(g, xv, labels):
+    out = g.outputs[0]
+    pred = np.array([run_graph(g, {"x": xv[i:i + 1]})[out][0].argmax() for i in range(len(xv))])
+    return float((pred == labels).mean())
+
+
+def test_sensitive_layer_falls_back(sensitive, monkeypatch):
+    graph, ranges, xv, labels = sensitive
+    calls = []
+    orig = acc_mod._Evaluator.first_output
+
+    def counting(self, g, count):
+        calls.append(count)
+        return orig(self, g, count)
+    monkeypatch.setattr(acc_mod._Evaluator, "first_output", counting)
+    val = load_validation({"x": xv, "labels": labels}, graph)
+    qgraph, s = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.01, finish=_finish)
+    print(f"\nsensitive MLP: fp32 {s['fp32']:.4f}, int8 {s['int8']:.4f}, final {s['final']:.4f}; "
+          f"{s['evaluations']} evaluations, sensitivity pass {s['sensitivity']['seconds']:.3f} s, "
+          f"total {s['seconds']} s")
+    assert s["int8_drop"] > 0.5                      # the outlier really breaks int8
+    assert s["fallback_layers"] == ["fc3"]
+    assert s["budget_met"] and s["final_drop"] <= 0.01
+    assert s["sensitivity"]["layers"]["fc3"]["rank"] == 1
+    others = [v["sensitivity"] for k, v in s["sensitivity"]["layers"].items() if k != "fc3"]
+    assert s["sensitivity"]["layers"]["fc3"]["sensitivity"] > 10 * max(others)
+    # the returned graph: fc3 (and its fused relu3) in float, every other layer in int8
+    prec = {row["node"]: row["precision"] for row in qgraph.meta["quantization"]["layers"]}
+    assert prec["fc3"] == prec["relu3"] == "float"
+    assert all(prec[f"fc{i}"] == "int8" for i in range(DEPTH) if i != 3)
+    assert tuple(qgraph.values["x"].shape) == (1, 16)           # the compile graph, not the batched one
+    # the figures are real: recomputed sample by sample with the reference interpreter
+    assert s["fp32"] == pytest.approx(_accuracy(graph, xv, labels), abs=1e-12)
+    assert s["final"] == pytest.approx(_accuracy(qgraph, xv, labels), abs=1e-12)
+    # bounded work: fp32, full int8 and a bisection over the L = 6 layers
+    n_layers = len(s["sensitivity"]["layers"])
+    assert n_layers == DEPTH
+    full = [c for c in calls if c == len(xv)]
+    assert len(full) == s["evaluations"] <= 2 + math.ceil(math.log2(n_layers))
+    assert s["batch"] == 58 and s["sensitivity"]["samples"] == 64     # 7 even chunks of 400; S = 64
+
+
+def test_budget_met_no_fallback():
+    graph, ranges, xv, labels = _setup(outlier=None)
+    val = load_validation({"x": xv, "labels": labels}, graph)
+    qgraph, s = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.01, finish=_finish)
+    assert s["int8_drop"] <= 0.01
+    assert s["fallback_layers"] == [] and s["evaluations"] == 2 and s["final"] == s["int8"]
+    assert len(s["search"]) == 1
+    assert set(s["sensitivity"]["layers"]) == {f"fc{i}" for i in range(DEPTH)}   # still listed
+    assert qgraph.meta["quantization"]["float_nodes"] == 0
+
+
+def test_agreement_without_labels(sensitive):
+    graph, ranges, xv, _ = sensitive
+    _, s = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), load_validation({"x": xv}, graph), 0.01,
+                                   finish=_finish, sensitivity_samples=10)
+    assert s["labels"] is False and "agreement" in s["metric"] and s["fp32"] == 1.0
+    assert s["sensitivity"]["samples"] == 10 and s["sensitivity"]["layers"]["fc3"]["rank"] == 1
+    assert s["fallback_layers"] == ["fc3"] and s["final"] >= 0.99
+
+
+def test_tight_budget_bisects(sensitive):
+    """A zero budget needs more layers in float; the search still stays within log2(L) steps and
+    the chosen k is minimal among the evaluated ones."""
+    graph, ranges, xv, labels = sensitive
+    val = load_validation({"x": xv, "labels": labels}, graph)
+    _, s = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.0, finish=_finish)
+    assert s["budget_met"] and s["final_drop"] <= 0
+    k = len(s["fallback_layers"])
+    assert k >= 1 and s["fallback_layers"][0] == "fc3"
+    assert s["evaluations"] <= 3 + math.ceil(math.log2(DEPTH))
+    fails = [r["float_layers"] for r in s["search"] if r["drop"] > 0]
+    assert all(f < k for f in fails) and (k - 1) in fails
+
+
+def test_sensitivity_equals_direct_computation(sensitive):
+    graph, ranges, xv, labels = sensitive
+    n = 40
+    val = load_validation({"x": xv[:n], "labels": labels[:n]}, graph)
+    _, s = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, None, finish=_finish, batch=16)
+    assert s["batch"] == 14 and s["status"].startswith("measured only") and s["budget_met"] is None
+    full = _finish(quantize_int8(graph, ranges, QuantizeOptions()))
+    layers = quantizable_layers(full.meta["quantization"])
+    assert layers["fc0"] == ["fc0", "relu0"] and layers["fc5"] == ["fc5"]
+    out = graph.outputs[0]
+    y = np.stack([run_graph(graph, {"x": xv[i:i + 1]})[out] for i in range(n)]).astype(np.float64)
+    for name in layers:
+        others = [x for o, nodes in layers.items() if o != name for x in nodes]
+        g1 = _finish(quantize_int8(graph, ranges, QuantizeOptions(fallback_nodes=frozenset(others))))
+        assert g1.meta["quantization"]["int8_nodes"] == len(layers[name])
+        yq = np.stack([run_graph(g1, {"x": xv[i:i + 1]})[out] for i in range(n)]).astype(np.float64)
+        want = math.sqrt(((yq - y) ** 2).sum() / (y ** 2).sum())
+        assert s["sensitivity"]["layers"][name]["sensitivity"] == pytest.approx(want, rel=1e-4), name
+
+
+def test_batched_equals_per_sample(sensitive):
+    graph, ranges, xv, labels = sensitive
+    val = load_validation({"x": xv[:100], "labels": labels[:100]}, graph)
+    _, a = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.01, finish=_finish, batch=32)
+    _, b = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.01, finish=_finish, batch=1)
+    assert a["batch"] == 25 and b["batch"] == 1
+    assert a["fallback_layers"] == b["fallback_layers"] == ["fc3"]
+    assert a["int8"] == b["int8"]            # all integer after the input's quantize: identical
+    # float layers: a batched BLAS product rounds differently from a 1-row one, and a last-bit
+    # difference can move a downstream quantize by one step: a sample may flip, rarely
+    for key in ("fp32", "final"):
+        assert abs(a[key] - b[key]) <= 0.02
+    for ra, rb in zip(a["search"], b["search"]):
+        assert ra["float_layers"] == rb["float_layers"] and abs(ra["metric"] - rb["metric"]) <= 0.02
+
+
+def test_validation_data_errors(sensitive, tmp_path):
+    graph, *_ = sensitive
+    x = np.zeros((5, 16), np.float32)
+    with pytest.raises(CalibrationNameError, match="validation data.*no data for input"):
+        load_validation({"features": x}, graph)
+    with pytest.raises(CalibrationShapeError, match="validation data.*'x'"):
+        load_validation({"x": np.zeros((5, 17), np.float32)}, graph)
+    with pytest.raises(ValidationDataError, match="5 sample.*4 label"):
+        load_validation({"x": x, "labels": np.zeros(4, np.int64)}, graph)
+    with pytest.raises(ValidationDataError, match="must be integers"):
+        load_validation({"x": x, "labels": np.zeros(5, np.float32)}, graph)
+    np.savez(tmp_path / "v.npz", x=x, cls=np.zeros(5, np.int64))
+    with pytest.raises(CalibrationNameError, match=r"\['cls'\] are not inputs"):   # labels under another key
+        load_validation(tmp_path / "v.npz", graph)
+    v = load_validation(tmp_path / "v.npz", graph, labels_key="cls")
+    assert v.count == 5 and v.labels.shape == (5, 1) and v.source == str(tmp_path / "v.npz")
+    with pytest.raises(ValidationDataError, match="no such file"):
+        load_validation(tmp_path / "missing.npz", graph)
+    with pytest.raises(ValidationDataError, match="also an input name"):
+        load_validation({"x": x}, graph, labels_key="x")
+    # one label per prediction: [N, 2] labels for one prediction per sample
+    val = load_validation({"x": x, "labels": np.zeros((5, 2), np.int64)}, graph)
+    with pytest.raises(ValidationDataError, match="2 label"):
+        accuracy_aware_quantize(graph, {}, QuantizeOptions(), val, 0.01)
+    # an iterable of feed dicts, labels in each
+    v = load_validation([{"x": x[i:i + 1], "labels": 3} for i in range(5)], graph)
+    assert v.count == 5 and v.labels.ravel().tolist() == [3] * 5
+
+
+def test_single_score_output_refused():
+    graph = run_pipeline(import_onnx(make_mlp(n_out=1).SerializeToString(), input_shapes={"x": (1, 16)}))
+    x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    ranges = calibrate(graph, load_calibration({"x": x}, graph), CalibrationOptions(quiet=True))
+    with pytest.raises(ValidationDataError, match=r"shape \[1, 1\] per sample: top-1"):
+        accuracy_aware_quantize(graph, ranges, QuantizeOptions(), load_validation({"x": x}, graph), 0.01)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 5, float("nan"), True])
+def test_bad_budget(sensitive, bad):
+    graph, ranges, xv, labels = sensitive
+    with pytest.raises(AccuracyOptionsError, match=r"fraction in \[0, 1\)"):
+        accuracy_aware_quantize(graph, ranges, QuantizeOptions(), load_validation({"x": xv[:4]}, graph), bad)
+
+
+@pytest.mark.tvm
+@pytest.mark.compiled
+def test_compile_falls_back_sensitive_layer(sensitive, tmp_path):
+    """edgec.compile with val= and max_accuracy_drop=: the artifact keeps fc3 in float and the C
+    runtime reaches the accuracy the report states."""
+    _, _, xv, labels = sensitive
+    xc = np.random.default_rng(1).standard_normal((64, 16)).astype(np.float32)    # as in _setup
+    out = edgec.compile(make_mlp().SerializeToString(), input_shapes={"x": (1, 16)}, output_dir=tmp_path / "a",
+                        quantize="int8", calib={"x": xc}, val={"x": xv, "labels": labels}, max_accuracy_drop=0.01)
+    rep = json.loads((out / "report.json").read_text())
+    q = rep["quantization"]
+    assert q["accuracy"]["fallback_layers"] == ["fc3"] and q["accuracy"]["budget_met"]
+    rows = {row["node"]: row for row in q["layers"]}
+    assert rows["fc3"]["precision"] == "float" and rows["fc3"]["sensitivity_rank"] == 1
+    assert rows["fc2"]["precision"] == "int8" and rows["fc2"]["choice"] == "qdense"
+    assert [la["op"] for la in rep["layers"]].count("dense") == 1          # fc3, in float
+    m = edgec.load(out)
+    out_name = m.outputs[0].name
+    pred = np.array([m.run({"x": xv[i:i + 1]})[out_name].argmax() for i in range(len(xv))])
+    assert float((pred == labels).mean()) == pytest.approx(q["accuracy"]["final"], abs=2 / len(xv))
+
+
+# -- the compiler and the CLI on the SMS spam MLP ---------------------------------------------------
+
+SHAPES = {"features": (1, 1024)}
+
+
+@pytest.fixture(scope="module")
+def spam(repo_root, tmp_path_factory):
+    from tests.shared_data import shared_data
+    data = shared_data("textcls", "sms_spam")
+    if not (data / "train.tsv").is_file():
+        pytest.fail(f"{data} is not available (set EDGEC_SHARED_DIR to the shared folder)", pytrace=False)
+    spec = importlib.util.spec_from_file_location("make_example_model", repo_root / "tools/make_example_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    train, _ = mod.read_tsv(data / "train.tsv")
+    test, y = mod.read_tsv(data / "test.tsv")
+    feat = lambda texts: np.stack([mod.featurize(t) for t in texts]).astype(np.float32)  # noqa: E731
+    d = tmp_path_factory.mktemp("spam_acc")
+    np.savez(d / "calib.npz", features=feat(train[:300]))
+    x, y = feat(test), np.asarray(y, np.int64)
+    np.savez(d / "val.npz", features=x, labels=y)
+    np.savez(d / "val_nolabels.npz", features=x)
+    return {"model": str(repo_root / "tests/data/models/sms_spam_mlp.onnx"), "calib": d / "calib.npz",
+            "val": d / "val.npz", "val_nolabels": d / "val_nolabels.npz", "x": x, "y": y}
+
+
+@pytest.mark.tvm
+@pytest.mark.compiled
+def test_cli_end_to_end(spam, tmp_path, capsys):
+    out = tmp_path / "a"
+    rc = cli_main(["compile", spam["model"], "--input-shape", "features=1,1024", "-o", str(out), "--quantize", "int8",
+                   "--calib", str(spam["calib"]), "--val", str(spam["val"]), "--max-accuracy-drop", "0.01"])
+    assert rc == 0
+    stdout = capsys.readouterr().out
+    assert "accuracy on 1114 validation sample(s)" in stdout
+    q = json.loads((out / "report.json").read_text())["quantization"]
+    a = q["accuracy"]
+    print(f"\nSMS spam: fp32 {a['fp32']:.4f}, int8 {a['int8']:.4f}, final {a['final']:.4f}, "
+          f"{a['evaluations']} evaluations, sensitivity {a['sensitivity']['seconds']} s, total {a['seconds']} s")
+    assert a["labels"] and a["val_samples"] == 1114 and a["max_drop"] == 0.01 and a["budget_met"]
+    assert a["final_drop"] <= 0.01 and a["evaluations"] >= 2
+    assert a["fp32"] > 0.9
+    layers = {row["node"]: row for row in q["layers"]}
+    assert layers["fc1"]["sensitivity"] > 0 and layers["fc2"]["sensitivity"] > 0
+    assert {layers["fc1"]["sensitivity_rank"], layers["fc2"]["sensitivity_rank"]} == {1, 2}
+    assert layers["softmax"]["sensitivity"] is None
+    txt = (out / "report.txt").read_text()
+    assert "sensitivity" in txt and "allowed drop 1.00 point(s)" in txt
+    # the artifact (C runtime) reaches the accuracy the report states
+    m = edgec.load(out)
+    pred = np.array([m.run({"features": spam["x"][i:i + 1]})["probs"].argmax() for i in range(len(spam["x"]))])
+    assert float((pred == spam["y"]).mean()) == pytest.approx(a["final"], abs=2 / 1114)
+
+
+def test_api_without_labels(spam):
+    graph, info = prepare_graph(spam["model"], input_shapes=SHAPES, quantize="int8", calib=spam["calib"],
+                                val=spam["val_nolabels"], max_accuracy_drop=0.0)
+    a = info["accuracy"]
+    assert not a["labels"] and "agreement" in a["metric"] and a["fp32"] == 1.0
+    assert a["budget_met"] and a["final"] == 1.0
+    assert info["int8_nodes"] + info["float_nodes"] == len(info["layers"])
+
+
+def test_cli_errors(spam, tmp_path, capsys):
+    base = ["compile", spam["model"], "--input-shape", "features=1,1024", "--quantize", "int8",
+            "--calib", str(spam["calib"])]
+    rc = cli_main(base + ["-o", str(tmp_path / "a"), "--max-accuracy-drop", "0.01"])
+    assert rc == 1 and "needs validation data" in capsys.readouterr().err
+    np.savez(tmp_path / "bad.npz", feats=spam["x"][:10], labels=spam["y"][:10])
+    rc = cli_main(base + ["-o", str(tmp_path / "b"), "--val", str(tmp_path / "bad.npz"), "--max-accuracy-drop", "0.01"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "validation data" in err and "'features'" in err
+    np.savez(tmp_path / "cnt.npz", features=spam["x"][:10], labels=spam["y"][:9])
+    rc = cli_main(base + ["-o", str(tmp_path / "c"), "--val", str(tmp_path / "cnt.npz")])
+    assert rc == 1 and "10 sample(s) but 9 label(s)" in capsys.readouterr().err
+    rc = cli_main(base + ["-o", str(tmp_path / "d"), "--val", str(spam["val"]), "--max-accuracy-drop", "1"])
+    assert rc == 1 and "0.01 = 1 point" in capsys.readouterr().err
+    rc = cli_main(["compile", spam["model"], "--input-shape", "features=1,1024", "-o", str(tmp_path / "e"),
+                   "--val", str(spam["val"])])
+    assert rc == 1 and "quantize is not set" in capsys.readouterr().err
+    assert not any((tmp_path / k).exists() for k in "abcde")
+    with pytest.raises(EdgecError, match="needs validation data"):
+        edgec.compile(spam["model"], input_shapes=SHAPES, output_dir=tmp_path / "f", quantize="int8",
+                      calib=spam["calib"], max_accuracy_drop=0.01)
