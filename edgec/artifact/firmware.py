@@ -10,6 +10,11 @@ next to ``model.edgec`` and ``kernels/`` (TVM objects + ``kernel_glue.c``):
 | ``model_blob.c`` / ``model_blob.h`` | the blob as a 64-byte aligned ``const uint8_t edgec_model_blob[]`` (flash) |
 | ``include/edgec/edgec.h`` | the runtime's public header |
 
+With kernels emitted as C (``emit="c"``: ``kernels/<name>.c`` + ``kernels/edgec_kernel.h``,
+see edgec.backend.build) the sources stay in the artifact for the user's own toolchain, the
+runtime core's sources are copied to ``runtime/`` (src/*.c, internal.h), and libmodel.a is
+still built from them here (so the footprint is measured the same way).
+
 all built with the target's toolchain (``target.cc``/``cflags``, ``ar`` and ``size`` from the
 same prefix unless ``[toolchain] ar``/``size`` name them), and a ``footprint`` section in the
 report measured with the toolchain's ``size`` tool.
@@ -50,6 +55,8 @@ RUN_TIMEOUT_S = 120
 # edgec_call_t, edgec_ffi_any_t, edgec_dltensor_t, int64_t, edgec_workspace_t. The firmware
 # checks its static arena against edgec_model_arena_size at run time (and the tests compare).
 _ILP32_SIZES = {"call": 20, "any": 16, "dltensor": 40, "dim": 8, "workspace": 32 + 32 * 16}
+# the same on a 64-bit (LP64) machine: generic-c's arena must fit both
+_LP64_SIZES = {"call": 32, "any": 16, "dltensor": 48, "dim": 8, "workspace": 32 + 32 * 16}
 
 
 def _align64(v: int) -> int:
@@ -57,9 +64,10 @@ def _align64(v: int) -> int:
 
 
 def session_arena_bytes(n_ops: int, n_args: int, n_tensors: int, n_dims: int, arena_size: int,
-                        workspace_size: int, threads: int = 1) -> int:
-    """``edgec_model_arena_size(model, threads)`` on a 32-bit ARM target (runtime_c/src/session.c)."""
-    s = _ILP32_SIZES
+                        workspace_size: int, threads: int = 1, lp64: bool = False) -> int:
+    """``edgec_model_arena_size(model, threads)`` on a 32-bit ARM target (runtime_c/src/session.c),
+    or on a 64-bit one with ``lp64``."""
+    s = _LP64_SIZES if lp64 else _ILP32_SIZES
     cursor = 0
     for count, size in ((n_ops, s["call"]), (n_args, s["any"]), (n_tensors, s["dltensor"]), (n_dims, s["dim"]),
                         (threads, s["workspace"]), (1, arena_size), (threads, _align64(workspace_size))):
@@ -85,18 +93,34 @@ def check_tools(target) -> None:
                               f"(Debian: {target.extra.get('install_hint') or 'apt-get install ' + target.cc})")
 
 
-def _run(cmd: list[str], what: str, cwd: Path | None = None) -> str:
+def _run(cmd: list[str], what: str, cwd: Path | None = None, target=None) -> str:
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     except FileNotFoundError:
         raise TargetError(f"{cmd[0]!r} not found") from None
     if res.returncode != 0:
-        raise CompileError(f"{what} failed ({' '.join(cmd[:4])} ...):\n{res.stderr.strip()[:2000]}")
+        hint = ""
+        if target is not None:
+            from .runner import sysroot_hint
+            hint = sysroot_hint(target, res.stderr)
+        raise CompileError(f"{what} failed ({' '.join(cmd[:4])} ...):\n{res.stderr.strip()[:2000]}{hint}")
     return res.stdout
 
 
 def target_cflags(target) -> list[str]:
     return [f for f in target.cflags if f not in ("-shared", "-fPIC")] + ["-std=c99"]
+
+
+def kernel_c_cflags(target, kernel_dir: Path) -> list[str]:
+    """Flags for the C-source kernels: C11 (anonymous unions in edgec_kernel.h), no warnings
+    about TVM's generated code."""
+    return [f for f in target_cflags(target) if not f.startswith("-std=")] + ["-std=c11", "-w", f"-I{kernel_dir}"]
+
+
+def runs_natively(target) -> bool:
+    """A bare-metal-style target whose example program runs on this machine (generic-c built
+    with the host compiler: ``[firmware] run_native = true``)."""
+    return bool((target.extra.get("firmware") or {}).get("run_native", False))
 
 
 def runtime_dir() -> Path:
@@ -162,14 +186,25 @@ def package_baremetal(target, outdir: Path, lib, blob: bytes, blob_model) -> dic
     try:
         glue_o = Path(lib.glue).with_suffix(".o")
         _run([cc, *cflags, "-c", str(lib.glue), "-o", str(glue_o)], "compiling kernel_glue.c")
-        objects = [Path(o) for o in lib.objects]
+        if getattr(lib, "emit", "static") == "c":
+            from ..backend.build import elf_code_bytes
+            kflags = kernel_c_cflags(target, Path(lib.glue).parent)
+            objects = []
+            for src in map(Path, lib.objects):
+                o = build / (src.stem + ".o")
+                _run([cc, *kflags, "-c", str(src), "-o", str(o)], f"compiling kernels/{src.name}")
+                objects.append(o)
+                lib.code_bytes[src.stem] = elf_code_bytes(o)   # the report's kernel code column
+            _copy_runtime_sources(rt, outdir / "runtime")
+        else:
+            objects = [Path(o) for o in lib.objects]
         _run([ar, "rcs", str(outdir / LIB_MODEL), *map(str, objects), str(glue_o)], f"creating {LIB_MODEL}")
 
         rt_objs = []
         for src in CORE_SOURCES:
             o = build / (Path(src).stem + ".o")
             _run([cc, *cflags, f"-I{rt / 'include'}", "-c", str(rt / "src" / src), "-o", str(o)],
-                 f"compiling runtime_c/src/{src}")
+                 f"compiling runtime_c/src/{src}", target=target)
             rt_objs.append(o)
         _run([ar, "rcs", str(outdir / LIB_RUNTIME), *map(str, rt_objs)], f"creating {LIB_RUNTIME}")
         inc = outdir / "include" / "edgec"
@@ -177,8 +212,11 @@ def package_baremetal(target, outdir: Path, lib, blob: bytes, blob_model) -> dic
         shutil.copyfile(rt / "include" / "edgec" / "edgec.h", inc / "edgec.h")
 
         m = blob_model
-        arena = session_arena_bytes(len(m.ops), sum(len(op.args) for op in m.ops), len(m.tensors),
-                                    sum(len(t.shape) for t in m.tensors), m.arena_size, m.workspace_size)
+        counts = (len(m.ops), sum(len(op.args) for op in m.ops), len(m.tensors), sum(len(t.shape) for t in m.tensors),
+                  m.arena_size, m.workspace_size)
+        arena = session_arena_bytes(*counts)
+        if str((target.tvm or {}).get("kind")) == "c":   # generic C: 32- or 64-bit, whichever needs more
+            arena = max(arena, session_arena_bytes(*counts, lp64=True))
         c_src, h_src = render_blob_sources(blob, arena)
         (outdir / BLOB_C).write_text(c_src)
         (outdir / BLOB_H).write_text(h_src)
@@ -205,6 +243,15 @@ def package_baremetal(target, outdir: Path, lib, blob: bytes, blob_model) -> dic
         return fp
     finally:
         shutil.rmtree(build, ignore_errors=True)
+
+
+def _copy_runtime_sources(rt: Path, dst: Path) -> None:
+    """runtime/src (the core's .c files and internal.h) and runtime/include/edgec/edgec.h."""
+    (dst / "src").mkdir(parents=True, exist_ok=True)
+    for src in (*CORE_SOURCES, "internal.h"):
+        shutil.copyfile(rt / "src" / src, dst / "src" / src)
+    (dst / "include" / "edgec").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(rt / "include" / "edgec" / "edgec.h", dst / "include" / "edgec" / "edgec.h")
 
 
 def format_footprint(fp: dict) -> list[str]:
@@ -307,7 +354,8 @@ class Firmware:
         if self._objects is None:
             check_tools(self.target)
             self.workdir.mkdir(parents=True, exist_ok=True)
-            objs = [self._compile(self.example / s, self.workdir / (Path(s).stem + ".o")) for s in FIRMWARE_SOURCES]
+            sources = [s for s in FIRMWARE_SOURCES if not (runs_natively(self.target) and s == "startup.c")]
+            objs = [self._compile(self.example / s, self.workdir / (Path(s).stem + ".o")) for s in sources]
             objs.append(self._compile(self.artifact / BLOB_C, self.workdir / "model_blob.o"))
             self._objects = objs
         return self._objects
@@ -319,13 +367,19 @@ class Firmware:
         src.write_text(render_input_source(arrays))
         inp = self._compile(src, self.workdir / "model_input.o")
         flags = target_cflags(self.target)
-        cmd = [self.target.cc, *flags, "--specs=rdimon.specs", "-nostartfiles", "-T", str(self.example / LINKER_SCRIPT),
-               "-Wl,--gc-sections", "-o", str(elf), *map(str, objs), str(inp),
-               str(self.artifact / LIB_MODEL), str(self.artifact / LIB_RUNTIME), *self.target.libs]
-        _run(cmd, "linking the firmware")
+        if runs_natively(self.target):   # a program of this machine: main.c and the libraries, no startup code
+            cmd = [self.target.cc, *flags, "-o", str(elf), *map(str, objs), str(inp),
+                   str(self.artifact / LIB_MODEL), str(self.artifact / LIB_RUNTIME), *self.target.libs]
+        else:
+            cmd = [self.target.cc, *flags, "--specs=rdimon.specs", "-nostartfiles", "-T",
+                   str(self.example / LINKER_SCRIPT), "-Wl,--gc-sections", "-o", str(elf), *map(str, objs), str(inp),
+                   str(self.artifact / LIB_MODEL), str(self.artifact / LIB_RUNTIME), *self.target.libs]
+        _run(cmd, "linking the firmware", target=self.target)
         return elf
 
     def emulator(self) -> list[str]:
+        if runs_natively(self.target):
+            return []
         emu = list(self.target.emulator)
         if not emu:
             raise TargetError(f"target {self.target.name}: no emulator configured; run the firmware on the board")

@@ -30,6 +30,21 @@ RUNNER_PATH = "bin/run_model"
 _LIBS = ("-ldl", "-lpthread")
 
 
+_SYSROOT_SIGNS = ("No such file or directory", "no include path in which to search", "cannot find -l",
+                  "cannot find crt", "cannot read spec file", "cannot find Scrt1.o", "cannot find crt1.o")
+
+
+def sysroot_hint(target, stderr: str) -> str:
+    """When a compiler failed because the target's C library or headers are missing (the
+    compiler is there, its libc6-dev-*-cross / libnewlib package is not), the sentence saying
+    what to install; '' otherwise."""
+    if not any(sign in stderr for sign in _SYSROOT_SIGNS):
+        return ""
+    hint = target.extra.get("install_hint") or f"apt-get install {target.cc}"
+    return (f"\n{target.cc} is installed but cannot find the target's C library or headers: install the "
+            f"target's libc development files (Debian: {hint})")
+
+
 def runtime_dir() -> Path:
     """runtime_c/ of this checkout (or of an sdist); CompileError if it is not there."""
     from ..runtime import _build
@@ -93,7 +108,7 @@ def build_runner(target, out: Path, cache_dir: str | os.PathLike | None = None) 
     if res.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise CompileError(f"building the runner for {target.name} failed ({target.cc} ...):\n"
-                           f"{res.stderr.strip()[:2000]}")
+                           f"{res.stderr.strip()[:2000]}{sysroot_hint(target, res.stderr)}")
     tmp.chmod(0o755)
     tmp.replace(out)
     if cached is not None:

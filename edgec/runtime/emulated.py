@@ -70,7 +70,8 @@ def load(path, threads: int | None = None, emulate: bool = False):
     p = _artifact_dir(path)
     manifest = read_manifest(p)
     arch = artifact_arch(manifest)
-    if arch is None or arch == host_arch():
+    hosted = manifest.get("hosted") if manifest else None
+    if hosted is not False and (arch is None or arch == host_arch()):
         return Model(p, threads)
     name = str(manifest.get("target") or arch)
     if manifest.get("hosted") is False:   # bare metal: the example firmware under qemu-system-arm

@@ -7,7 +7,8 @@
 Compiles startup.c, main.c, the artifact's model_blob.c and a model_input.c generated from the
 .npy inputs (random ones when --input is not given) with the target's toolchain, links them
 with the artifact's libmodel.a and libedgec_runtime.a using mps2.ld, and with --run starts
-``qemu-system-arm -M <board> -nographic -semihosting -kernel firmware.elf`` and prints the
+``qemu-system-arm -M <board> -nographic -semihosting -kernel firmware.elf`` (for generic-c: builds main.c
+with the host compiler and runs it here) and prints the
 outputs it reports. Everything is in edgec.artifact.firmware; this is its command line.
 """
 from __future__ import annotations
@@ -40,7 +41,8 @@ def main(argv=None) -> int:
         art = Path(a.artifact)
         manifest = read_manifest(art)
         if manifest is None or manifest.get("hosted") is not False:
-            raise EdgecError(f"{art} is not a bare-metal edgec artifact (compile with --target cortex-m7 or cortex-m4)")
+            raise EdgecError(f"{art} is not a bare-metal edgec artifact (compile with --target cortex-m7, cortex-m4 or "
+                             f"generic-c)")
         target = _target_of(manifest)
         if target is None:
             raise EdgecError(f"unknown target {manifest.get('target')!r}")

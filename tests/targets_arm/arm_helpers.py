@@ -7,6 +7,7 @@ missing. Artifacts are compiled once per session (``arm_artifact`` in conftest.p
 """
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,7 @@ SMS = MODELS / "sms_spam_mlp.onnx"
 PPOCR = MODELS / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
 ARM_TARGETS = ("aarch64", "armv7")
 # ELF e_machine of each target's binaries, and its class (1: 32-bit, 2: 64-bit)
+SMS_DATA_PARTS = ("textcls", "sms_spam")
 ELF_MACHINE = {"aarch64": (183, 2), "armv7": (40, 1)}
 
 def missing_tools(target_name: str) -> str:
@@ -51,3 +53,26 @@ def elf_machine(path: Path) -> tuple[int, int]:
 
 def seeded(shape, seed: int, low: float = -1.0, high: float = 1.0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(low, high, size=shape).astype(np.float32)
+
+
+def _featurizer():
+    spec = importlib.util.spec_from_file_location("make_example_model", REPO / "tools" / "make_example_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def sms_data() -> tuple[list[dict], list[dict]]:
+    """(calibration feeds, test feeds): real messages, hashed as the example model expects."""
+    from tests.shared_data import shared_data
+    data = shared_data(*SMS_DATA_PARTS)
+    if not (data / "train.tsv").is_file():
+        pytest.fail(f"{data} is not available (set EDGEC_SHARED_DIR to the shared folder)", pytrace=False)
+    mod = _featurizer()
+    train, _ = mod.read_tsv(data / "train.tsv")
+    test, labels = mod.read_tsv(data / "test.tsv")
+    feed = lambda t: {"features": mod.featurize(t).astype(np.float32).reshape(1, 1024)}  # noqa: E731
+    # test messages of both classes, so that neither softmax output saturates for all of them
+    spam = [i for i, y in enumerate(labels) if y == 1][:2]
+    ham = [i for i, y in enumerate(labels) if y == 0][:2]
+    return [feed(t) for t in train[:64]], [feed(test[i]) for i in spam + ham]
