@@ -40,7 +40,8 @@ if [ "$PY" = python3 ] && [ -e "$($PY -c 'import sysconfig; print(sysconfig.get_
 fi
 
 extras="verify"
-[ "${1:-}" = "--test" ] && extras="test"
+# the tests also train small models with PyTorch (edgec[distill] pins torch==2.13.0, CPU)
+[ "${1:-}" = "--test" ] && extras="test,distill"
 echo "setup: pip install -e .[$extras]"
 if ! $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[$extras]"; then
   echo "setup: pip install failed (see above)" >&2
