@@ -1,11 +1,13 @@
-"""edgec command line: compile | run | verify | inspect | bench | targets.
+"""edgec command line: compile | run | verify | inspect | bench | export-qdq | prune | distill | targets.
 
     edgec compile model.onnx --target x86_64 --input-shape x=1,3,48,192 -o out/
     edgec run out/ --input x=input.npy -o results/
     edgec verify out/ model.onnx
     edgec verify out_aarch64/ model.onnx --emulate     # a foreign-target artifact under qemu
     edgec inspect out/
-    edgec bench out/ --threads 1 --runs 100
+    edgec bench out/ --threads 1 --runs 100 --compare onnxruntime --profile --json r.json
+    edgec export-qdq out_int8/ model_int8.onnx          # an int8 artifact as QDQ ONNX (onnxruntime runs it)
+    edgec distill --teacher t.onnx --student s.onnx --data train.npz -o s_trained.onnx   # needs edgec[distill]
 
 Errors a user can cause print one clear message (no traceback) and exit with status 1;
 ``EDGEC_DEBUG=1`` shows the traceback.
@@ -97,22 +99,40 @@ def cmd_compile(a) -> int:
     from .compiler import compile_model
     from .frontend.onnx_import import parse_input_shapes
     quant = {}
-    if a.quantize is not None or a.calib is not None:
+    if a.quantize is not None or a.calib is not None or a.val is not None or a.max_accuracy_drop is not None:
         random_calib = a.calib == "random"
         quant = dict(quantize=a.quantize, calib=None if random_calib else a.calib, calib_method=a.calib_method,
-                     calib_random=random_calib, calib_samples=a.calib_samples, per_channel=a.per_channel)
+                     calib_random=random_calib, calib_samples=a.calib_samples, per_channel=a.per_channel,
+                     val=a.val, val_labels=a.val_labels, max_accuracy_drop=a.max_accuracy_drop)
         if random_calib:
             print("edgec compile: warning: calibrating on random inputs: the accuracy of the int8 model is unknown",
                   file=sys.stderr)
+    if a.qdq_rounding is not None:
+        quant["qdq_rounding"] = a.qdq_rounding
+    if a.prune is not None:
+        quant.update(prune=a.prune, prune_mode=a.prune_mode)
     out = compile_model(a.model, target=a.target, input_shapes=parse_input_shapes(a.input_shape or []),
-                        output_dir=a.output, cache_dir=a.cache_dir, **quant)
+                        output_dir=a.output, cache_dir=a.cache_dir, emit=a.emit, **quant)
     rep = json.loads((out / "report.json").read_text())
     s = rep["summary"]
     print(f"compiled {a.model} for {rep['target']} -> {out}/")
     q = rep.get("quantization")
     if q:
-        print(f"  int8: {q['int8_nodes']} node(s) in int8, {q['float_nodes']} in float; constants "
+        src = " (pre-quantized QDQ model, rounding " + q["rounding"] + ")" if q.get("source") == "qdq" else ""
+        print(f"  int8{src}: {q['int8_nodes']} node(s) in int8, {q['float_nodes']} in float; constants "
               f"{q['size']['fp32_constant_bytes']:,} B fp32 -> {q['size']['int8_constant_bytes']:,} B int8")
+        acc = q.get("accuracy")
+        if acc:
+            what = "accuracy" if acc["labels"] else "top-1 agreement with fp32 (no labels)"
+            print(f"  {what} on {acc['val_samples']} validation sample(s): fp32 {100 * acc['fp32']:.2f}%, "
+                  f"int8 {100 * acc['int8']:.2f}%, final {100 * acc['final']:.2f}%; {acc['status']}"
+                  + (f"; in float: {', '.join(acc['fallback_layers'])}" if acc["fallback_layers"] else "")
+                  + f" ({acc['evaluations']} evaluations, {acc['seconds']:.2f} s)")
+    pr = rep.get("pruning")
+    if pr and pr["mode"] == "channel":
+        print(f"  pruned {pr['ratio']:g} of the channels: MACs {pr['macs_before']:,} -> {pr['macs_after']:,}")
+    elif pr:
+        print(f"  pruned {pr['ratio']:g} of the weights: sparsity {100 * pr['sparsity']:.1f}%")
     print(f"  {s['ops']} ops, {s['distinct_kernels']} kernels, {s['macs']:,} MACs, {s['parameters']:,} parameters")
     print(f"  arena {s['arena_bytes']:,} B (lower bound {s['arena_lower_bound_bytes']:,} B), "
           f"constants {s['constant_bytes']:,} B, kernel code {s['kernel_code_bytes']:,} B")
@@ -201,36 +221,6 @@ def cmd_inspect(a) -> int:
     return 0
 
 
-def cmd_bench(a) -> int:
-    import time
-    from .errors import ArtifactError
-    from .runtime import load
-    from .runtime.emulated import _artifact_dir, artifact_arch, read_manifest
-    from .targets import host_arch
-    arch = artifact_arch(read_manifest(_artifact_dir(a.artifact)))
-    if arch is not None and arch != host_arch():
-        raise ArtifactError(f"{a.artifact} is built for {arch}: emulated timings mean nothing, so bench it on the "
-                            f"device (bin/run_model <artifact> --bench N)")
-    with load(a.artifact, threads=a.threads) as m:
-        feeds = random_inputs(m.inputs, 0)
-        for _ in range(max(1, a.warmup)):
-            m.run(feeds)
-        times = []
-        for _ in range(a.runs):
-            t = time.perf_counter()
-            m.run(feeds)
-            times.append((time.perf_counter() - t) * 1e3)
-    t = np.array(times)
-    res = {"model": str(a.artifact), "threads": a.threads, "runs": a.runs,
-           "edgec": {"p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90)),
-                     "p99_ms": float(np.percentile(t, 99))}}
-    print(f"edgec: p50 {res['edgec']['p50_ms']:.3f} ms  p90 {res['edgec']['p90_ms']:.3f} ms  "
-          f"p99 {res['edgec']['p99_ms']:.3f} ms  ({a.runs} runs, {a.threads} thread(s))")
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=1))
-    return 0
-
-
 def cmd_targets(a) -> int:
     from .targets import available_targets, host_target_name, load_target
     host = host_target_name()
@@ -274,17 +264,34 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...", help="bind an input's shape (repeatable)")
     c.add_argument("-o", "--output", required=True, help="artifact folder to write")
     c.add_argument("--cache-dir", default=None, help="kernel cache (default $EDGEC_CACHE_DIR or ~/.cache/edgec)")
+    c.add_argument("--emit", choices=["shared", "static", "c"], default=None,
+                   help="kernels as kernels.so (shared: hosted targets), TVM objects in libmodel.a (static: bare-metal "
+                        "default) or C source (c: bare metal and generic-c); default: the target's")
     c.add_argument("--quantize", choices=["int8"], default=None, help="quantize the model (needs --calib)")
     c.add_argument("--calib", default=None, metavar="DATA",
                    help="calibration data: a .npz (one array per input, first axis = samples) or a folder of .npy "
                         "files; 'random' calibrates on random inputs (accuracy unknown)")
-    c.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile", "entropy"],
+    c.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile", "entropy", "mse"],
                    help="how activation ranges are measured (default minmax)")
     c.add_argument("--calib-samples", type=int, default=32, help="number of samples for --calib random (default 32)")
+    c.add_argument("--val", default=None, metavar="DATA",
+                   help="validation data: the model inputs like --calib, plus integer labels (one per sample) under "
+                        "'labels'; fp32/int8 accuracy and per-layer sensitivity go into the report (without labels: "
+                        "top-1 agreement with fp32)")
+    c.add_argument("--val-labels", default="labels", metavar="NAME", help="key of the labels in --val (default labels)")
+    c.add_argument("--max-accuracy-drop", type=float, default=None, metavar="FRACTION",
+                   help="keep the most quantization-sensitive layers in float until the accuracy drop on --val is at "
+                        "most this fraction (0.01 = 1 point)")
     pc = c.add_mutually_exclusive_group()
     pc.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
                     help="one weight scale per output channel (default)")
     pc.add_argument("--per-tensor", dest="per_channel", action="store_false", help="one weight scale per tensor")
+    c.add_argument("--prune", type=float, default=None, metavar="RATIO",
+                   help="prune the model first: this fraction of each layer's channels (or weights, see --prune-mode)")
+    c.add_argument("--prune-mode", choices=["channel", "unstructured"], default="channel")
+    c.add_argument("--qdq-rounding", choices=["fixed", "onnxruntime"], default=None,
+                   help="a pre-quantized (QDQ) model's requantization: 'fixed' (integer only, the default) or "
+                        "'onnxruntime' (float32 epilogues matching onnxruntime's x86 kernels bit for bit)")
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", help="run an artifact on .npy inputs")
@@ -311,13 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print report.json")
     i.set_defaults(fn=cmd_inspect)
 
-    b = sub.add_parser("bench", help="measure an artifact's latency")
-    b.add_argument("artifact")
-    b.add_argument("--threads", type=int, default=1)
-    b.add_argument("--runs", type=int, default=50)
-    b.add_argument("--warmup", type=int, default=5)
-    b.add_argument("--json")
-    b.set_defaults(fn=cmd_bench)
+    from .bench import add_bench_parser
+    add_bench_parser(sub)
+    from .frontend.qdq_export import add_export_qdq_parser
+    add_export_qdq_parser(sub)
+    from .distill import add_distill_parser      # torch is imported only when distill runs
+    add_distill_parser(sub)
 
     pr = sub.add_parser("prune", help="prune an ONNX model (channels or single weights) and save it as ONNX")
     pr.add_argument("model")

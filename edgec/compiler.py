@@ -21,7 +21,7 @@ from .errors import CompileError
 from .frontend.onnx_import import import_onnx
 from .ir.graph import Graph
 from .ir.ops import get as get_op
-from .passes import MemoryPlan, plan_memory, run_pipeline
+from .passes import MemoryPlan, default_pipeline, plan_memory, run_pipeline
 from .targets import Target, load_target
 
 BLOB_NAME = "model.edgec"
@@ -31,15 +31,37 @@ LIB_NAME = "kernels.so"
 def compile_model(model, target: str | Target = "host", input_shapes: Mapping[str, Sequence[int]] | None = None,
                   output_dir: str | Path | None = None, cache_dir: str | Path | None = None,
                   name: str | None = None, quantize: str | None = None, calib=None, calib_method: str = "minmax",
-                  calib_random: bool = False, calib_samples: int = 32, per_channel: bool = True) -> Path:
+                  calib_random: bool = False, calib_samples: int = 32, per_channel: bool = True,
+                  val=None, val_labels: str = "labels", max_accuracy_drop: float | None = None,
+                  qdq_rounding: str | None = None, emit: str | None = None, prune: float | None = None,
+                  prune_mode: str = "channel") -> Path:
     """Compile ``model``; with ``quantize="int8"``, calibrate the float graph on ``calib`` (a .npz
     path, a folder of .npy, a dict of sample arrays or an iterable of feed dicts; see
     edgec.quant.data), or on ``calib_samples`` random samples when ``calib_random`` (accuracy
-    unknown: a warning is logged), then quantize it (edgec.passes.quantize_int8)."""
+    unknown: a warning is logged), then quantize it (edgec.passes.quantize_int8).
+
+    With ``val`` (the model inputs in the same layout, plus integer labels under ``val_labels``,
+    optional), the accuracy of fp32 and int8 and each layer's sensitivity are measured on it and
+    reported; with ``max_accuracy_drop`` too (a fraction: 0.01 = 1 point), the most sensitive
+    layers are kept in float until the drop is within it (edgec.quant.accuracy).
+
+    A model already quantized (QuantizeLinear/DequantizeLinear pairs, QLinearConv, ...) compiles
+    to integer kernels without ``quantize``; ``qdq_rounding`` picks its requantization rounding:
+    "fixed" (integer only, the default) or "onnxruntime" (float32 epilogues that reproduce
+    onnxruntime's x86 kernels bit for bit), see edgec.passes.fuse_qdq. ``emit`` ("shared", "static"
+    or "c"; default: the target's) says how the kernels are delivered (docs/targets.md).
+
+    ``prune`` (a ratio in [0, 1)) prunes the imported graph first: ``prune_mode="channel"`` removes
+    that fraction of each layer's filters/neurons (edgec.passes.prune_channels), "unstructured"
+    zeroes that fraction of each layer's weights (edgec.passes.prune_weights); the report gets a
+    ``pruning`` section. For fine-tuning after pruning, prune to ONNX (``edgec.prune``), train
+    (``edgec distill``), then compile."""
     t0 = time.perf_counter()
-    _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples)
+    _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples, val, val_labels, max_accuracy_drop)
     tgt = load_target(target)
     tgt.check_toolchain()
+    from .backend.build import check_emit
+    emit = check_emit(tgt, emit)    # "shared" | "static" | "c"; a mode the target cannot produce fails here
     if not tgt.hosted:
         from .artifact.firmware import check_tools
         check_tools(tgt)     # cc, ar and size: fail before the kernels are built
@@ -50,11 +72,15 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
     output_dir = Path(output_dir)
 
     graph = import_onnx(model, input_shapes=input_shapes, name=name)
+    prune_info = None
+    if prune is not None:
+        graph, prune_info = _prune_graph(graph, prune, prune_mode)
     t_import = time.perf_counter()
-    graph = run_pipeline(graph)
-    quant_info = None
+    graph = run_pipeline(graph, default_pipeline(qdq_rounding))
+    quant_info = _qdq_info(graph, quantize)
     if quantize is not None:
-        graph, quant_info = _quantize_graph(graph, tgt, calib, calib_method, calib_random, calib_samples, per_channel)
+        graph, quant_info = _quantize_graph(graph, tgt, calib, calib_method, calib_random, calib_samples, per_channel,
+                                            val, val_labels, max_accuracy_drop)
     plan = plan_memory(graph)
     t_passes = time.perf_counter()
 
@@ -68,7 +94,7 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
         exec_graph = Graph([n for i, n in enumerate(graph.nodes) if i not in skipped], graph.values,
                            graph.inputs, graph.outputs, graph.name, graph.meta)
         cache = KernelCache(cache_dir) if cache_dir is not None else KernelCache()
-        lib = build_kernels(exec_graph, tgt, tmp, cache=cache)
+        lib = build_kernels(exec_graph, tgt, tmp, cache=cache, emit=emit)
         t_build = time.perf_counter()
         blob_model = _blob_model(exec_graph, plan, lib)
         from .artifact.blob import write_blob
@@ -90,6 +116,8 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
                               lib_path=tmp / LIB_NAME if (tmp / LIB_NAME).exists() else None, runner_path=runner)
         if footprint is not None:
             report["footprint"] = footprint
+        if prune_info is not None:
+            report["pruning"] = prune_info
         if quant_info is not None:
             quant_info["size"]["int8_blob_bytes"] = len(blob)
             report["quantization"] = quant_info
@@ -98,7 +126,7 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
         manifest = {
             "format": "edgec-artifact", "edgec_version": __version__, "blob_version": "1.0",
             "model": name, "target": tgt.name, "target_file": Path(tgt.path).name, "hosted": tgt.hosted,
-            "arch": tgt.arch,
+            "arch": tgt.arch, "emit": emit,
             "inputs": [_io(graph, n) for n in graph.inputs], "outputs": [_io(graph, n) for n in graph.outputs],
             "files": {"blob": BLOB_NAME, "library": LIB_NAME if (tmp / LIB_NAME).exists() else None},
         }
@@ -111,6 +139,13 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
         if runner is not None:
             manifest["files"]["runner"] = runner.relative_to(tmp).as_posix()
             manifest["run"] = {"emulator": list(tgt.emulator), "install_hint": tgt.extra.get("install_hint", "")}
+        from .frontend.qdq_export import IR_FILE, QUANT_OPS, save_ir
+        if any(n.op in QUANT_OPS for n in graph.nodes):   # the integer graph, for `edgec export-qdq`
+            save_ir(graph, tmp / IR_FILE)
+            manifest["files"]["ir"] = IR_FILE
+        source = _source_record(model)
+        if source is not None:   # for `edgec bench --compare onnxruntime` (used only if unchanged)
+            manifest["source"] = source
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         _replace_dir(tmp, output_dir)
     except BaseException:
@@ -124,30 +159,44 @@ QUANTIZE_MODES = ("int8",)
 
 def prepare_graph(model, target: str | Target = "host", input_shapes: Mapping[str, Sequence[int]] | None = None,
                   name: str | None = None, quantize: str | None = None, calib=None, calib_method: str = "minmax",
-                  calib_random: bool = False, calib_samples: int = 32,
-                  per_channel: bool = True) -> tuple[Graph, dict[str, Any] | None]:
+                  calib_random: bool = False, calib_samples: int = 32, per_channel: bool = True,
+                  val=None, val_labels: str = "labels", max_accuracy_drop: float | None = None,
+                  qdq_rounding: str | None = None) -> tuple[Graph, dict[str, Any] | None]:
     """The graph ``compile_model`` would plan and build (same steps, same options), and the
     quantization report section (None without ``quantize``): for tests and tools that check an
     artifact against ``edgec.reference.run_graph`` on exactly that graph."""
-    _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples)
+    _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples, val, val_labels, max_accuracy_drop)
     tgt = load_target(target)
     if name is None:
         name = Path(model).stem if isinstance(model, (str, Path)) else "model"
-    graph = run_pipeline(import_onnx(model, input_shapes=input_shapes, name=name))
+    graph = run_pipeline(import_onnx(model, input_shapes=input_shapes, name=name), default_pipeline(qdq_rounding))
+    qdq = _qdq_info(graph, quantize)
     if quantize is None:
-        return graph, None
-    return _quantize_graph(graph, tgt, calib, calib_method, calib_random, calib_samples, per_channel)
+        return graph, qdq
+    return _quantize_graph(graph, tgt, calib, calib_method, calib_random, calib_samples, per_channel,
+                           val, val_labels, max_accuracy_drop)
 
 
-def _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples) -> None:
+def _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples, val=None, val_labels="labels",
+                      max_accuracy_drop=None) -> None:
     """Refuse bad quantization options before any work is done."""
     from .passes.quantize_int8 import QuantizeOptionsError
+    from .quant.accuracy import _check_options
     from .quant.calibrate import METHODS
     from .quant.data import CalibrationDataError
     if quantize is None:
         if calib is not None or calib_random:
             raise QuantizeOptionsError("calibration data was given but quantize is not set (use quantize='int8')")
+        if val is not None or max_accuracy_drop is not None:
+            raise QuantizeOptionsError("validation data / max_accuracy_drop were given but quantize is not set "
+                                       "(use quantize='int8')")
         return
+    if max_accuracy_drop is not None and val is None:
+        raise QuantizeOptionsError("max_accuracy_drop needs validation data to measure the drop on: give val= "
+                                   "(--val val.npz: the model inputs and their integer labels under 'labels')")
+    if not isinstance(val_labels, str) or not val_labels:
+        raise QuantizeOptionsError(f"val_labels must be a non-empty name, got {val_labels!r}")
+    _check_options(max_accuracy_drop, 1, 1)
     if quantize not in QUANTIZE_MODES:
         raise QuantizeOptionsError(f"quantize must be one of {list(QUANTIZE_MODES)}, got {quantize!r}")
     if calib_method not in METHODS:
@@ -164,19 +213,51 @@ def _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples
 
 
 def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_random: bool, calib_samples: int,
-                    per_channel: bool) -> tuple[Graph, dict[str, Any]]:
+                    per_channel: bool, val=None, val_labels: str = "labels",
+                    max_accuracy_drop: float | None = None) -> tuple[Graph, dict[str, Any]]:
     """fp32 graph -> calibrated int8 graph (shapes re-inferred, dead values removed) and the
-    report section: scheme, calibration, per-layer precision, constant bytes fp32 vs int8."""
+    report section: scheme, calibration, per-layer precision, constant bytes fp32 vs int8; with
+    ``val``, the accuracy-aware search (edgec.quant.accuracy) and each layer's sensitivity."""
     from .passes import eliminate_dead_code, infer_shapes
     from .passes.quantize_int8 import QuantizeOptions, quantize_int8
     from .quant import CalibrationOptions, calibrate, load_calibration, random_calibration
+    from .quant.accuracy import accuracy_aware_quantize, load_validation
+    # validation data is checked before calibration runs: a wrong file fails fast
+    vdata = load_validation(val, graph, val_labels) if val is not None else None
+    from .passes.quantize_int8 import apply_bias_correction
     feeds = random_calibration(graph, calib_samples) if calib_random else load_calibration(calib, graph)
-    t0 = time.perf_counter()
-    ranges = calibrate(graph, feeds, CalibrationOptions(method=calib_method))
-    t_cal = time.perf_counter() - t0
     act = "uint8" if tgt.arch == "x86_64" else "int8"
-    qgraph = quantize_int8(graph, ranges, QuantizeOptions(activation_dtype=act, per_channel=bool(per_channel)))
-    qgraph = run_pipeline(qgraph, [("infer_shapes", infer_shapes), ("eliminate_dead_code", eliminate_dead_code)])
+    qopts = QuantizeOptions(activation_dtype=act, per_channel=bool(per_channel))
+    # the first samples are kept (bounded) for the bias correction, which needs a second pass
+    kept: list = []
+
+    class _Keep:
+        total = getattr(feeds, "total", None)
+
+        def __iter__(self):
+            for f in feeds:
+                if qopts.bias_correction and len(kept) < qopts.bias_correction_samples:
+                    kept.append(f)
+                yield f
+
+    t0 = time.perf_counter()
+    ranges = calibrate(graph, _Keep(), CalibrationOptions(method=calib_method))
+    t_cal = time.perf_counter() - t0
+
+    def finish(g: Graph) -> Graph:
+        g = run_pipeline(g, [("infer_shapes", infer_shapes), ("eliminate_dead_code", eliminate_dead_code)])
+        if qopts.bias_correction and kept:
+            fgraph, fkept = _batched_like(g, graph, kept)
+            apply_bias_correction(g, fgraph, fkept, qopts)
+        return g
+
+    accuracy = None
+    if vdata is not None:
+        import sys
+        qgraph, accuracy = accuracy_aware_quantize(graph, ranges, qopts, vdata, max_accuracy_drop, finish=finish,
+                                                   progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    else:
+        qgraph = finish(quantize_int8(graph, ranges, qopts))
     meta = qgraph.meta.get("quantization", {})
     fp32_bytes = _const_bytes(graph)
     int8_bytes = _const_bytes(qgraph)
@@ -185,13 +266,100 @@ def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_r
         "calibration": {"method": calib_method, "source": "random" if calib_random else
                         (str(calib) if isinstance(calib, (str, os.PathLike)) else type(calib).__name__),
                         "samples": getattr(feeds, "total", None), "seconds": round(t_cal, 3)},
+        "bias_correction": meta.get("bias_correction"),
         "int8_nodes": int(meta.get("int8_nodes", 0)), "float_nodes": int(meta.get("float_nodes", 0)),
         "layers": [{"node": layer["node"], "op": layer["op"], "precision": layer["precision"],
                     "choice": layer["choice"]} for layer in meta.get("layers", [])],
+        "accuracy": None,
         "size": {"fp32_constant_bytes": fp32_bytes, "int8_constant_bytes": int8_bytes,
                  "ratio": round(int8_bytes / fp32_bytes, 4) if fp32_bytes else None},
     }
+    if accuracy is not None:
+        sens = accuracy["sensitivity"]["layers"]
+        for layer in info["layers"]:
+            s = sens.get(layer["node"])
+            layer["sensitivity"] = None if s is None else s["sensitivity"]
+            layer["sensitivity_rank"] = None if s is None else s["rank"]
+        info["accuracy"] = accuracy
     return qgraph, info
+
+
+def _batched_like(g: Graph, graph: Graph, samples: list) -> tuple[Graph, list]:
+    """The float graph and calibration samples in ``g``'s batch: the accuracy-aware search
+    evaluates candidates quantized from a re-batched graph (edgec.quant.accuracy), and bias
+    correction must run them on batches of samples (the samples cycled to whole batches)."""
+    gi, fi = g.values[g.inputs[0]].shape, graph.values[graph.inputs[0]].shape
+    if not gi or not fi or gi[0] == fi[0]:
+        return graph, samples
+    factor = int(gi[0]) // int(fi[0])
+    from .quant.accuracy import _rebatch
+    bgraph = _rebatch(graph, factor)
+    if bgraph is None:
+        return graph, samples
+    import numpy as np
+    n = -(-len(samples) // factor) * factor
+    cyc = [samples[k % len(samples)] for k in range(n)]
+    batches = [{name: np.concatenate([np.asarray(cyc[i + j][name]) for j in range(factor)], axis=0)
+                for name in cyc[0]} for i in range(0, n, factor)]
+    return bgraph, batches
+
+
+def _prune_graph(graph: Graph, ratio, mode: str) -> tuple[Graph, dict[str, Any]]:
+    """``compile --prune``: the imported graph pruned, and the report section."""
+    from .errors import EdgecError
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= float(ratio) < 1.0:
+        raise EdgecError(f"prune must be a ratio in [0, 1), got {ratio!r}")
+    if mode == "channel":
+        from .passes.prune_channels import PruneOptions, prune_channels
+        pruned, rep = prune_channels(graph, PruneOptions(ratio=float(ratio)))
+        info = {"mode": mode, "ratio": float(ratio), "macs_before": rep.macs_before, "macs_after": rep.macs_after,
+                "params_before": rep.params_before, "params_after": rep.params_after,
+                "kept_whole": list(rep.skipped_groups)}
+    elif mode == "unstructured":
+        from .passes.prune_weights import PruneWeightsOptions, prune_weights
+        pruned, rep = prune_weights(graph, PruneWeightsOptions(ratio=float(ratio)))
+        info = {"mode": mode, "ratio": float(ratio), "sparsity": rep.sparsity,
+                "zlib_bytes_before": rep.compressed_bytes_before, "zlib_bytes_after": rep.compressed_bytes_after}
+    else:
+        raise EdgecError(f"prune_mode must be 'channel' or 'unstructured', got {mode!r}")
+    info["table"] = rep.table()
+    return pruned, info
+
+
+def _source_record(model) -> dict[str, str] | None:
+    """Absolute path and sha256 of the ONNX file compiled (None for an in-memory model)."""
+    if not isinstance(model, (str, Path)) or not Path(model).is_file():
+        return None
+    import hashlib
+    h = hashlib.sha256()
+    with open(model, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"path": str(Path(model).resolve()), "sha256": h.hexdigest()}
+
+
+def _qdq_info(graph: Graph, quantize: str | None) -> dict[str, Any] | None:
+    """Report section of a pre-quantized (QDQ) model: what edgec.passes.fuse_qdq made of it."""
+    meta = graph.meta.get("quantization")
+    if not meta or meta.get("source") != "qdq":
+        return None
+    if quantize is not None:
+        from .passes.quantize_int8 import QuantizeOptionsError
+        raise QuantizeOptionsError("the model is already quantized (QuantizeLinear/DequantizeLinear); "
+                                   "compile it without --quantize")
+    int8_bytes = _const_bytes(graph)
+    fp32_bytes = int(meta.get("fp32_constant_bytes", 0))
+    return {
+        "mode": "int8", "source": "qdq", "activation_dtype": meta["activation_dtype"],
+        "per_channel": bool(meta["per_channel"]), "rounding": meta.get("rounding", "fixed"),
+        "calibration": {"method": "from the model", "source": "QuantizeLinear/DequantizeLinear", "samples": None,
+                        "seconds": 0.0},
+        "int8_nodes": int(meta["int8_nodes"]), "float_nodes": int(meta["float_nodes"]),
+        "layers": [{k: layer[k] for k in ("node", "op", "precision", "choice")} for layer in meta["layers"]],
+        "accuracy": None,
+        "size": {"fp32_constant_bytes": fp32_bytes, "int8_constant_bytes": int8_bytes,
+                 "ratio": round(int8_bytes / fp32_bytes, 4) if fp32_bytes else None},
+    }
 
 
 def _const_bytes(g: Graph) -> int:
@@ -296,6 +464,21 @@ def build_report(graph: Graph, exec_graph: Graph, plan: MemoryPlan, lib, tgt: Ta
     }
 
 
+def _format_accuracy(a: dict[str, Any]) -> list[str]:
+    """report.txt lines of the accuracy-aware search (edgec.quant.accuracy)."""
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    budget = "none (measured only)" if a["max_drop"] is None else f"{100 * a['max_drop']:.2f} point(s)"
+    lines = [f"accuracy on {a['val_samples']} validation sample(s): {a['metric']}",
+             f"  fp32 {pct(a['fp32'])}, full int8 {pct(a['int8'])} (drop {100 * a['int8_drop']:.2f}), final "
+             f"{pct(a['final'])} (drop {100 * a['final_drop']:.2f}); allowed drop {budget}: {a['status']}",
+             f"  float layers: {', '.join(a['fallback_layers']) or 'none'}; {a['evaluations']} full evaluation(s), "
+             f"sensitivity pass {a['sensitivity']['seconds']:.2f} s on {a['sensitivity']['samples']} sample(s), "
+             f"total {a['seconds']:.2f} s"]
+    if not a["labels"]:
+        lines.append("  (no labels in the validation data: the metric is agreement with the fp32 model)")
+    return lines
+
+
 def _kb(n) -> str:
     return f"{n / 1024:.1f} KiB" if n is not None else "-"
 
@@ -323,18 +506,44 @@ def format_report(r: dict[str, Any]) -> str:
         from .artifact.firmware import format_footprint
         lines.append("")
         lines.extend(format_footprint(r["footprint"]))
+    pr = r.get("pruning")
+    if pr:
+        lines.append("")
+        if pr["mode"] == "channel":
+            lines.append(f"pruning (channels, ratio {pr['ratio']:g}): MACs {pr['macs_before']:,} -> {pr['macs_after']:,}, "
+                         f"parameters {pr['params_before']:,} -> {pr['params_after']:,}")
+        else:
+            lines.append(f"pruning (unstructured, ratio {pr['ratio']:g}): sparsity {100 * pr['sparsity']:.1f}%, "
+                         f"zlib of the pruned weights {pr['zlib_bytes_before']:,} -> {pr['zlib_bytes_after']:,} B")
+        lines.append(pr["table"].rstrip())
     q = r.get("quantization")
     if q:
         sz = q["size"]
         lines.append("")
-        lines.append(f"quantization {q['mode']}: activations {q['activation_dtype']}, weights "
-                     f"{'per channel' if q['per_channel'] else 'per tensor'}, calibration {q['calibration']['method']} "
-                     f"on {q['calibration']['samples']} sample(s) ({q['calibration']['source']})")
+        if q.get("source") == "qdq":
+            lines.append(f"quantization {q['mode']} (pre-quantized QDQ model): activations {q['activation_dtype']}, "
+                         f"weights {'per channel' if q['per_channel'] else 'per tensor'}, rounding {q['rounding']}")
+        else:
+            lines.append(f"quantization {q['mode']}: activations {q['activation_dtype']}, weights "
+                         f"{'per channel' if q['per_channel'] else 'per tensor'}, calibration "
+                         f"{q['calibration']['method']} on {q['calibration']['samples']} sample(s) "
+                         f"({q['calibration']['source']})")
         ratio = f" (int8/fp32 {sz['ratio']:.3f})" if sz.get("ratio") is not None else ""
         lines.append(f"constants fp32 {_kb(sz['fp32_constant_bytes'])} -> int8 {_kb(sz['int8_constant_bytes'])}"
                      f"{ratio}; {q['int8_nodes']} node(s) in int8, {q['float_nodes']} in float")
-        for layer in q["layers"]:
-            lines.append(f"     {layer['node'][:32]:<32} {layer['op']:<16} {layer['precision']:<6} {layer['choice']}")
+        acc = q.get("accuracy")
+        if acc:
+            lines.extend(_format_accuracy(acc))
+            lines.append(f"     {'layer':<32} {'op':<16} {'prec':<6} {'sensitivity':>11} {'rank':>5}  choice")
+            for layer in q["layers"]:
+                sv = layer.get("sensitivity")
+                sens = f"{sv:>11.4g} {layer['sensitivity_rank']:>5}" if sv is not None else f"{'-':>11} {'-':>5}"
+                lines.append(f"     {layer['node'][:32]:<32} {layer['op']:<16} {layer['precision']:<6} {sens}  "
+                             f"{layer['choice']}")
+        else:
+            for layer in q["layers"]:
+                lines.append(f"     {layer['node'][:32]:<32} {layer['op']:<16} {layer['precision']:<6} "
+                             f"{layer['choice']}")
     ct = r.get("compile_time", {})
     if ct:
         lines.append("")
