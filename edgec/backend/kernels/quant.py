@@ -21,7 +21,8 @@ such product). Per-axis scales of quantize/dequantize are selected by a balanced
 Where things run (the target's mattr, ``quant_isa.target_isa``): on x86_64 (AVX-512 VNNI) and
 x86_64-avx2, qdense and qconv (groups = 1) with uint8 activations run on the packed dot-product
 kernels of ``quant_conv`` (vpdpbusd / vpmovzxbw + vpmaddwd), qdense with few rows on the
-unpacked GEMV ``quant_conv.dense_gemv_isa`` (weights read in place), depthwise convs with kernel width
+unpacked GEMV ``quant_conv.dense_gemv_isa`` (weights read in place; also on aarch64 ``+dotprod``
+with int8 activations, on ``sdot``), depthwise convs with kernel width
 >= 5 on VNNI too; qlut uses byte shuffles (``quant_lut``). Everything else uses the portable
 schedules, which reuse the float kernels' machinery (``_nn_sched.conv_direct`` reading
 uint8/int8 and computing in int32, ``gemm_nn``, ``dense_nt``, ``elementwise.pointwise``) and
@@ -381,7 +382,9 @@ def qdense(spec: KernelSpec):
             acc = (acc, bias[j])
         return _requant_node(acc, a, j, tables)
 
-    isa = target_isa(spec.target) if str(x.dtype) == "uint8" else None
+    isa = target_isa(spec.target)
+    if isa is not None and str(x.dtype) != isa.x_dtype:
+        isa = None
     gemv = dense_gemv_fits(isa, m, k)
     # the weights are packed on every call (N*K bytes, twice that as int16 for AVX2): with few
     # rows the unpacked GEMV (dense_gemv_isa, quant_conv.GEMV_MAX_ROWS) is faster, or the
@@ -389,7 +392,7 @@ def qdense(spec: KernelSpec):
     # against the portable GEMV, from 16 on AVX2)
     if gemv:
         out, sched = dense_gemv_isa(isa, m, n, k, x, w, epi)
-    elif isa is not None and m >= (4 if isa.name == "vnni" else 16):
+    elif isa is not None and isa.oc and m >= (4 if isa.name == "vnni" else 16):
         out, sched = dense_isa(isa, m, n, k, x, w, epi)
     elif m >= DENSE_GEMM_MIN_ROWS:
         out, sched = gemm_nn((), m, n, k, lambda bi, i, kk: _i32(x[i, kk]), lambda bi, kk, j: _i32(w[j, kk]),
@@ -444,7 +447,7 @@ def qconv(spec: KernelSpec):
     isa = target_isa(spec.target)
     out_shape = tuple(int(d) for d in spec.outputs[0].shape)
     rank = len(x.shape) - 2
-    if isa is not None and conv_isa_fits(str(x.dtype), int(attrs.get("group", 1)), rank):
+    if isa is not None and isa.px and conv_isa_fits(str(x.dtype), int(attrs.get("group", 1)), rank):
         out, sched = conv_isa(isa, x, w, attrs, out_shape, epi)
     elif isa is not None and dwconv_isa_fits(isa, str(x.dtype), int(attrs.get("group", 1)), int(x.shape[1]), oc,
                                              tuple(int(d) for d in w.shape[2:]), attrs["strides"], attrs["dilations"]):

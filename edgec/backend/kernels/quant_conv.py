@@ -111,12 +111,14 @@ def dense_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, epil
 # 1x..16x 1024->1024 and 8192->64): the per-call weight packing costs more than the GEMV saves
 # up to 8 rows on VNNI (8x8192->64: 28 us vs 105 us; 8x1024->1024: a tie), and the AVX2 GEMV
 # beats the portable schedule that served 4..15 rows there (12x1024->1024: 271 us vs 764 us)
-GEMV_MAX_ROWS = {"vnni": 9, "avx2": 16}
+# SDOT (aarch64 +dotprod): not measured on hardware; the same bound as VNNI (beyond it the
+# portable schedules, as before)
+GEMV_MAX_ROWS = {"vnni": 9, "avx2": 16, "sdot": 9}
 GEMV_OUTPUTS = 4         # outputs per step of dense_gemv_isa (one activation block load serves them)
 
 
 def dense_gemv_fits(isa: Isa | None, m: int, k: int) -> bool:
-    """The unpacked GEMV: an ISA with a ``dot`` intrinsic (VNNI, AVX2), fewer than
+    """The unpacked GEMV: an ISA with a ``dot`` intrinsic (VNNI, AVX2, SDOT), fewer than
     GEMV_MAX_ROWS[isa] rows, at least one whole block of L*G reduction elements."""
     return (isa is not None and bool(isa.dot) and m < GEMV_MAX_ROWS.get(isa.name, 0)
             and k >= isa.lanes * isa.group)
@@ -125,7 +127,7 @@ def dense_gemv_fits(isa: Isa | None, m: int, k: int) -> bool:
 def dense_gemv_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, epilogue: Callable):
     """qdense with few rows on the vector x vector ``dot`` intrinsic, weights in their own [N, K]
     layout (nothing packed per call). Per output (i, j): L int32 lanes accumulate ``dot`` over the
-    K // (L*G) whole blocks of B = L*G bytes (x[i, kb:kb+B] as uint8, w[j, kb:kb+B] as int8),
+    K // (L*G) whole blocks of B = L*G bytes (x[i, kb:kb+B] as isa.x_dtype, w[j, kb:kb+B] as int8),
     then the lanes are summed, the K % B tail (fewer than B products) is added as a scalar loop,
     then the epilogue. A step does ``nr`` outputs x all m rows (each weight block is loaded once
     for the m rows, each activation block once for the nr outputs). Returns (out, schedule)."""
@@ -136,7 +138,8 @@ def dense_gemv_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor,
     tail = k - k0
     # registers: m*nr accumulators, m activation and nr weight vectors (AVX2 widens both into
     # registers; VNNI reads the weights from memory) within 16 ymm (AVX2) or 32 zmm, one spare
-    regs = 32 if L == 16 else 16
+    # (SDOT: 32 NEON registers)
+    regs = 32 if isa.name in ("vnni", "sdot") else 16
     top = max(v for v in range(1, max(1, min(GEMV_OUTPUTS, n)) + 1) if v == 1 or m * v + m + v < regs)
     nr = next(v for v in range(top, 0, -1) if n % v == 0)
     if nr < max(3, top - 1):

@@ -28,6 +28,11 @@ are int16 already (``dot``: ``vpmovsxbw`` widens 16 int8 weights), ``vpmaddwd`` 
 pairs and adds each pair into an int32 lane
 (255 * 127 * 2 < 2^31: exact), then ``vpaddd``. ``vpmaddubsw`` is not used: its int16 pair sum
 saturates (docs/quantization.md section 2).
+
+SDOT (AArch64 ``+dotprod``, Armv8.2-A): L = 4, group = 4, int8 activations (the ARM targets
+quantize activations to int8), ``dot`` only: one ``sdot v.4s, v.16b, v.16b`` adds four s8 x s8
+products into each of 4 int32 lanes (|4 * 128 * 128| < 2^31: exact, no saturation). ``px`` and
+``oc`` are "": qconv and the packed qdense stay on the portable schedules there.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ class Isa:
     oc: str
     max_acc: int          # accumulator vectors a register tile may use
     dot: str = ""         # vector x vector intrinsic (GEMV), "" when the ISA has none
+    x_dtype: str = "uint8"  # activation dtype the intrinsics read
 
 
 # TensorIntrin.register raises on a second registration of a name: kernels are generated on
@@ -243,16 +249,60 @@ def _register_avx2_intrins(isa: Isa) -> None:
             TensorIntrin.register(name, desc, impl)
 
 
+def _register_sdot() -> Isa:
+    isa = Isa("sdot", 4, 4, "int8", "", "", 0, "edgec_sdot_dot_4x4", "int8")
+    with _LOCK:
+        if not _registered(isa.dot):
+            _register_sdot_intrins(isa)
+    return isa
+
+
+def _register_sdot_intrins(isa: Isa) -> None:
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def dot_desc(A: T.Buffer((16,), "int8", offset_factor=1), B: T.Buffer((16,), "int8", offset_factor=1),
+                 C: T.Buffer((4,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:16], B[0:16])
+            T.writes(C[0:4])
+            for i in T.serial(0, 4):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vi * 4 + vk], "int32") * T.cast(B[vi * 4 + vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def dot_impl(A: T.Buffer((16,), "int8", offset_factor=1), B: T.Buffer((16,), "int8", offset_factor=1),
+                 C: T.Buffer((4,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:16], B[0:16])
+            T.writes(C[0:4])
+            C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
+                C.vload([0], dtype="int32x4"),
+                A.vload([0], dtype="int8x16"),
+                B.vload([0], dtype="int8x16"),
+                dtype="int32x4")
+
+    if not _registered(isa.dot):
+        TensorIntrin.register(isa.dot, dot_desc, dot_impl)
+
+
 def _mattr(target) -> list[str]:
     tv = getattr(target, "tvm", None) or {}
     return list(tv.get("mattr", [])) if isinstance(tv, dict) else []
 
 
 def target_isa(target) -> Isa | None:
-    """The integer dot-product ISA the target's mattr enables (x86 only), or None (portable
-    schedules). AVX-512 VNNI needs the ``x86_avx512`` schedule family."""
+    """The integer dot-product ISA the target's mattr enables, or None (portable schedules).
+    AVX-512 VNNI needs the ``x86_avx512`` schedule family; SDOT an aarch64 triple with
+    ``+dotprod`` (and serves only the qdense GEMV of int8 activations)."""
     mattr = _mattr(target)
     triple = str((getattr(target, "tvm", None) or {}).get("mtriple", ""))
+    if triple.startswith("aarch64") and "+dotprod" in mattr:
+        return _register_sdot()
     if not triple.startswith("x86_64"):
         return None
     if getattr(target, "schedule", "") == "x86_avx512" and "+avx512vnni" in mattr and "+avx512bw" in mattr:
@@ -263,7 +313,7 @@ def target_isa(target) -> Isa | None:
 
 
 def isa_by_name(name: str) -> Isa:
-    return {"vnni": _register_vnni, "avx2": _register_avx2}[name]()
+    return {"vnni": _register_vnni, "avx2": _register_avx2, "sdot": _register_sdot}[name]()
 
 
 __all__ = ["Isa", "target_isa", "isa_by_name"]
