@@ -153,9 +153,10 @@ def _bert_data(seed, n, is_eval):
 
 
 def _student_make(work):
-    p = REPO / "examples" / "text_classification" / "out" / "student_distilled_pruned.onnx"
+    p = REPO / "build" / "example" / "text_classification" / "seed0" / "pruned.onnx"
     if not p.is_file():
-        raise FileNotFoundError(f"{p} not found: run python examples/text_classification/run.py first")
+        raise FileNotFoundError(f"{p} not found: run python examples/text_classification/run.py first "
+                                f"(it saves the first seed's distilled + pruned + fine-tuned student there)")
     return p
 
 
@@ -163,7 +164,8 @@ def builtin_models() -> dict[str, Model]:
     ms = [
         Model("text_mlp", _file(REPO / "tests/data/models/sms_spam_mlp.onnx"), {"features": [1, 1024]}, _sms,
               note="SMS spam MLP (hashed bag of words, 1024 -> 64 -> 2)", calib_n=300),
-        Model("text_student", _student_make, {}, None, note="distilled + pruned text student (examples/text_classification)"),
+        Model("text_student", _student_make, {}, None,
+              note="distilled + pruned text student (examples/text_classification; N(0,1) stand-in inputs)"),
         Model("dscnn", _generated("dscnn"), {"input": [1, 1, 49, 10]}, _normal({"input": [1, 1, 49, 10]}),
               note="DS-CNN keyword spotting shape, random weights"),
         Model("mobilenet_v2", _generated("mobilenet_v2"), {"input": [1, 3, 224, 224]},

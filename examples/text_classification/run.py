@@ -238,6 +238,8 @@ def main(argv=None) -> int:
         timings[f"seed{seed} total"] = time.perf_counter() - ts
         if seed == cfg["seeds"][0]:
             keep = dict(teacher=teacher, plain=plain, distilled=dist, pruned=pruned, int8=art8)
+            for key in ("teacher", "plain", "distilled", "pruned"):   # the float models, for benchmarks/suite.py
+                onnx.save(keep[key], out / f"seed{seed}" / f"{key}.onnx")
 
     # sizes and latencies of the first seed's models
     log("--- compiling the fp32 rows and measuring latencies (first seed's models)")
