@@ -94,8 +94,8 @@ def _sms(seed, n, is_eval):
 
 
 def _sentences(seed, n, is_eval):
-    from tests.shared_data import shared_data_dir
-    root = shared_data_dir() / "textcls"
+    from tests.shared_data import shared_data
+    root = shared_data("textcls")
     split = "test.tsv" if is_eval else "train.tsv"
     lines = []
     for ds in ("trec6", "sms_spam"):
@@ -143,13 +143,8 @@ def _bert_make(work):
 def _bert_data(seed, n, is_eval):
     sys.path.insert(0, str(REPO / "tools"))
     import export_minilm
-    tok = export_minilm.load_tokenizer()
-    feeds = []
-    for s in _sentences(seed, n, is_eval):
-        ids, mask = export_minilm.encode(tok, s, 128)
-        feeds.append({"input_ids": np.asarray(ids, np.int64).reshape(1, 128),
-                      "attention_mask": np.asarray(mask, np.int64).reshape(1, 128)})
-    return feeds
+    tok = export_minilm.WordPieceTokenizer.from_file(export_minilm.default_model_dir() / "vocab.txt")
+    return [tok.encode(s, 128) for s in _sentences(seed, n, is_eval)]
 
 
 def _student_make(work):

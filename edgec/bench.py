@@ -20,7 +20,6 @@ Nothing here judges speed; ratios are printed (below 1: edgec is faster).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
@@ -54,14 +53,6 @@ def _time(fn, runs: int, warmup: int) -> list[float]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def find_source_model(artifact: Path, manifest: dict, onnx_model=None) -> Path | None:
     """The float ONNX model to compare with: the one given, else the manifest's source if unchanged."""
     if onnx_model is not None:
@@ -78,7 +69,8 @@ def find_source_model(artifact: Path, manifest: dict, onnx_model=None) -> Path |
         p = (artifact / p).resolve()
     if not p.is_file():
         return None
-    if src.get("sha256") and _sha256(p) != src["sha256"]:
+    from .compiler import file_sha256
+    if src.get("sha256") and file_sha256(p) != src["sha256"]:
         return None
     return p
 

@@ -326,16 +326,21 @@ def _prune_graph(graph: Graph, ratio, mode: str) -> tuple[Graph, dict[str, Any]]
     return pruned, info
 
 
+def file_sha256(path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _source_record(model) -> dict[str, str] | None:
     """Absolute path and sha256 of the ONNX file compiled (None for an in-memory model)."""
     if not isinstance(model, (str, Path)) or not Path(model).is_file():
         return None
-    import hashlib
-    h = hashlib.sha256()
-    with open(model, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"path": str(Path(model).resolve()), "sha256": h.hexdigest()}
+    return {"path": str(Path(model).resolve()), "sha256": file_sha256(model)}
 
 
 def _qdq_info(graph: Graph, quantize: str | None) -> dict[str, Any] | None:

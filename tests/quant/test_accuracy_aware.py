@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
@@ -273,19 +272,10 @@ SHAPES = {"features": (1, 1024)}
 
 @pytest.fixture(scope="module")
 def spam(repo_root, tmp_path_factory):
-    from tests.shared_data import shared_data
-    data = shared_data("textcls", "sms_spam")
-    if not (data / "train.tsv").is_file():
-        pytest.fail(f"{data} is not available (set EDGEC_SHARED_DIR to the shared folder)", pytrace=False)
-    spec = importlib.util.spec_from_file_location("make_example_model", repo_root / "tools/make_example_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    train, _ = mod.read_tsv(data / "train.tsv")
-    test, y = mod.read_tsv(data / "test.tsv")
-    feat = lambda texts: np.stack([mod.featurize(t) for t in texts]).astype(np.float32)  # noqa: E731
+    from tests.shared_data import sms_spam_features
+    xtr, x, y = sms_spam_features()
     d = tmp_path_factory.mktemp("spam_acc")
-    np.savez(d / "calib.npz", features=feat(train[:300]))
-    x, y = feat(test), np.asarray(y, np.int64)
+    np.savez(d / "calib.npz", features=xtr[:300])
     np.savez(d / "val.npz", features=x, labels=y)
     np.savez(d / "val_nolabels.npz", features=x)
     return {"model": str(repo_root / "tests/data/models/sms_spam_mlp.onnx"), "calib": d / "calib.npz",

@@ -13,7 +13,6 @@ the IR file of the artifact, the CLI function and the error paths."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 
@@ -623,24 +622,16 @@ def test_error_paths(tmp_path):
 # -- whole models ------------------------------------------------------------------------------------
 
 def test_sms_spam_mlp(repo_root, tmp_path):
-    from tests.shared_data import shared_data
-    data = shared_data("textcls", "sms_spam")
-    if not (data / "train.tsv").is_file():
-        pytest.fail(f"{data} is not available (set EDGEC_SHARED_DIR to the shared folder)", pytrace=False)
-    spec = importlib.util.spec_from_file_location("make_example_model", repo_root / "tools/make_example_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    train, _ = mod.read_tsv(data / "train.tsv")
-    test, _ = mod.read_tsv(data / "test.tsv")
-    feat = lambda texts: np.stack([mod.featurize(t) for t in texts]).astype(np.float32)  # noqa: E731
+    from tests.shared_data import sms_spam_features
+    xtr, xte, _ = sms_spam_features()
     model = str(repo_root / "tests/data/models/sms_spam_mlp.onnx")
     shapes = {"features": (64, 1024)}
     qg, _ = prepare_graph(model, input_shapes=shapes, quantize="int8",
-                          calib={"features": feat(train[:320]).reshape(5, 64, 1024)})
+                          calib={"features": xtr[:320].reshape(5, 64, 1024)})
     assert sum(n.op == "qdense" for n in qg.nodes) == 2
     path = tmp_path / "spam_qdq.onnx"
     export_qdq(qg, path)
-    xs = feat(test[:256]).reshape(4, 64, 1024)
+    xs = xte[:256].reshape(4, 64, 1024)
     feeds = [{"features": x} for x in xs]
     for k, (eq, tot, mx) in layerwise(qg, feeds, "SMS spam MLP").items():
         assert mx <= 1 and (eq / tot >= 0.99 or "(float)" in k), (k, eq, tot, mx)

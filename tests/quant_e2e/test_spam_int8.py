@@ -10,7 +10,6 @@ test split.
 - the CLI: --quantize int8 --calib calib.npz, --calib random (warning), no data (error)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -21,28 +20,20 @@ from edgec.cli import main as cli_main
 from edgec.compiler import prepare_graph
 from edgec.errors import EdgecError
 from edgec.reference import run_graph
-from tests.shared_data import shared_data
+from tests.shared_data import sms_spam_features
 
 pytestmark = pytest.mark.tvm
 
-DATA = shared_data("textcls", "sms_spam")
 SHAPES = {"features": (1, 1024)}
 
 
 @pytest.fixture(scope="module")
 def spam(repo_root, tmp_path_factory):
-    if not (DATA / "train.tsv").is_file():
-        pytest.fail(f"{DATA} is not available (set EDGEC_SHARED_DIR to the shared folder)", pytrace=False)
-    spec = importlib.util.spec_from_file_location("make_example_model", repo_root / "tools/make_example_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    train, _ = mod.read_tsv(DATA / "train.tsv")
-    test, y = mod.read_tsv(DATA / "test.tsv")
-    feat = lambda texts: np.stack([mod.featurize(t) for t in texts]).astype(np.float32)  # noqa: E731
+    xtr, xte, y = sms_spam_features()
     d = tmp_path_factory.mktemp("spam")
-    np.savez(d / "calib.npz", features=feat(train[:300]))
-    return {"model": repo_root / "tests/data/models/sms_spam_mlp.onnx", "calib": d / "calib.npz", "x": feat(test),
-            "y": np.asarray(y), "dir": d}
+    np.savez(d / "calib.npz", features=xtr[:300])
+    return {"model": repo_root / "tests/data/models/sms_spam_mlp.onnx", "calib": d / "calib.npz", "x": xte,
+            "y": y, "dir": d}
 
 
 def _run_all(model, x, out):
