@@ -13,6 +13,15 @@ Weights are He-normal with the biases small, so activations stay in a realistic 
 through the depth (a random network whose activations explode or vanish would make int8
 figures meaningless). These models are for timing; accuracy figures come from trained
 models elsewhere.
+
+- ``resnet50_light_seeded()``: onnx's resnet50-light graph (the ResNet-50 of the model zoo, whose
+  every weight is a ``ConstantOfShape`` filled with 0.02) with its constants materialized as
+  initializers holding seeded weights: conv/gemm He-normal, BatchNorm scale 1 (0.2 on the last
+  BN of each residual branch, so the residual sum does not double its variance 16 times), bias
+  0, mean 0, variance 1. With the constant fill every channel carries the same value and the
+  activations grow past 1e6 through the depth, so int8 would keep most layers in float (the
+  artifact was 0.94 of fp32) and its latency and accuracy figures would mean nothing;
+  onnxruntime's quantizer also cannot read the ``ConstantOfShape`` weights.
 """
 from __future__ import annotations
 
@@ -119,12 +128,64 @@ def mobilenet_v2(seed: int = 0, classes: int = 1000, size: int = 224) -> onnx.Mo
     return b.model("mobilenet_v2", "input", [1, 3, size, size], "logits", classes)
 
 
+def resnet50_light_seeded(seed: int = 0) -> onnx.ModelProto:
+    from pathlib import Path
+    src = Path(onnx.__file__).resolve().parent / "backend" / "test" / "data" / "light" / "light_resnet50.onnx"
+    m = onnx.load(str(src))
+    rng = np.random.default_rng(seed)
+    shapes = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    produced = {}
+    for n in m.graph.node:
+        if n.op_type == "ConstantOfShape":
+            produced[n.output[0]] = tuple(int(d) for d in shapes[n.input[0]])
+    # role of each constant from its consumer
+    role = {}
+    for n in m.graph.node:
+        if n.op_type == "Conv":
+            role[n.input[1]] = "conv_w"
+            if len(n.input) > 2:
+                role[n.input[2]] = "zero"
+        elif n.op_type == "Gemm":
+            role[n.input[1]], role[n.input[2]] = "fc_w", "zero"
+        elif n.op_type == "BatchNormalization":
+            last = "branch2c" in n.input[1]
+            role[n.input[1]] = "bn_scale_last" if last else "one"
+            role[n.input[2]], role[n.input[3]], role[n.input[4]] = "zero", "zero", "one"
+    inits = []
+    for name, shape in produced.items():
+        r = role.get(name)
+        if r == "conv_w":
+            fan_in = int(np.prod(shape[1:]))
+            a = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+        elif r == "fc_w":
+            a = rng.standard_normal(shape) * np.sqrt(1.0 / shape[-1 if len(shape) > 1 else 0])
+        elif r == "bn_scale_last":
+            a = np.full(shape, 0.2)
+        elif r == "one":
+            a = np.ones(shape)
+        elif r == "zero":
+            a = np.zeros(shape)
+        else:
+            raise ValueError(f"resnet50-light: no role for constant {name}")
+        inits.append(numpy_helper.from_array(a.astype(np.float32), name))
+    nodes = [n for n in m.graph.node if n.op_type != "ConstantOfShape"]
+    used = {i for n in nodes for i in n.input}
+    keep = {n for n in shapes if n in used}
+    graph = helper.make_graph(nodes, "resnet50_light_seeded", [i for i in m.graph.input if i.name not in produced
+                                                              and i.name not in shapes],
+                              list(m.graph.output), [i for i in m.graph.initializer if i.name in keep] + inits)
+    out = helper.make_model(graph, opset_imports=list(m.opset_import), producer_name="edgec-benchmarks")
+    out.ir_version = max(int(m.ir_version), 7)   # initializers need not be graph inputs (IR >= 4)
+    onnx.checker.check_model(out)
+    return out
+
+
 if __name__ == "__main__":
     import sys
     from pathlib import Path
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
     out.mkdir(parents=True, exist_ok=True)
-    for fn in (dscnn, mobilenet_v2):
+    for fn in (dscnn, mobilenet_v2, resnet50_light_seeded):
         m = fn()
         onnx.save(m, out / f"{fn.__name__}.onnx")
         print(out / f"{fn.__name__}.onnx")

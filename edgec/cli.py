@@ -1,4 +1,4 @@
-"""edgec command line: compile | run | verify | inspect | bench | export-qdq | prune | distill | targets.
+"""edgec command line: compile | run | verify | inspect | bench | tune | export-qdq | prune | distill | targets.
 
     edgec compile model.onnx --target x86_64 --input-shape x=1,3,48,192 -o out/
     edgec run out/ --input x=input.npy -o results/
@@ -6,6 +6,7 @@
     edgec verify out_aarch64/ model.onnx --emulate     # a foreign-target artifact under qemu
     edgec inspect out/
     edgec bench out/ --threads 1 --runs 100 --compare onnxruntime --profile --json r.json
+    edgec tune model.onnx --quantize int8 --calib calib.npz --trials 8   # measured kernel choices, reused by compile
     edgec export-qdq out_int8/ model_int8.onnx          # an int8 artifact as QDQ ONNX (onnxruntime runs it)
     edgec distill --teacher t.onnx --student s.onnx --data train.npz -o s_trained.onnx   # needs edgec[distill]
 
@@ -111,8 +112,9 @@ def cmd_compile(a) -> int:
         quant["qdq_rounding"] = a.qdq_rounding
     if a.prune is not None:
         quant.update(prune=a.prune, prune_mode=a.prune_mode)
+    tuning = False if a.no_tuning else a.tuning_records
     out = compile_model(a.model, target=a.target, input_shapes=parse_input_shapes(a.input_shape or []),
-                        output_dir=a.output, cache_dir=a.cache_dir, emit=a.emit, **quant)
+                        output_dir=a.output, cache_dir=a.cache_dir, emit=a.emit, tuning=tuning, **quant)
     rep = json.loads((out / "report.json").read_text())
     s = rep["summary"]
     print(f"compiled {a.model} for {rep['target']} -> {out}/")
@@ -136,6 +138,9 @@ def cmd_compile(a) -> int:
     print(f"  {s['ops']} ops, {s['distinct_kernels']} kernels, {s['macs']:,} MACs, {s['parameters']:,} parameters")
     print(f"  arena {s['arena_bytes']:,} B (lower bound {s['arena_lower_bound_bytes']:,} B), "
           f"constants {s['constant_bytes']:,} B, kernel code {s['kernel_code_bytes']:,} B")
+    tu = rep.get("tuning") or {}
+    if tu.get("tuned_nodes"):
+        print(f"  {tu['tuned_nodes']} node(s) built with measured kernel choices from {tu['records']}")
     print(f"  compile time {rep['compile_time']['total_s']:.2f} s")
     return 0
 
@@ -289,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prune", type=float, default=None, metavar="RATIO",
                    help="prune the model first: this fraction of each layer's channels (or weights, see --prune-mode)")
     c.add_argument("--prune-mode", choices=["channel", "unstructured"], default="channel")
+    tg = c.add_mutually_exclusive_group()
+    tg.add_argument("--tuning-records", default=None, metavar="FILE",
+                    help="build the kernels with the measured choices of `edgec tune` in FILE (default: the default "
+                         "records file, $EDGEC_TUNING_RECORDS or ~/.cache/edgec/tuning.json, if it exists)")
+    tg.add_argument("--no-tuning", action="store_true", help="ignore tuning records (the untuned kernels)")
     c.add_argument("--qdq-rounding", choices=["fixed", "onnxruntime"], default=None,
                    help="a pre-quantized (QDQ) model's requantization: 'fixed' (integer only, the default) or "
                         "'onnxruntime' (float32 epilogues matching onnxruntime's x86 kernels bit for bit)")
@@ -324,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_qdq_parser(sub)
     from .distill import add_distill_parser      # torch is imported only when distill runs
     add_distill_parser(sub)
+    from .tune import add_tune_parser
+    add_tune_parser(sub)
 
     pr = sub.add_parser("prune", help="prune an ONNX model (channels or single weights) and save it as ONNX")
     pr.add_argument("model")

@@ -34,7 +34,7 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
                   calib_random: bool = False, calib_samples: int = 32, per_channel: bool = True,
                   val=None, val_labels: str = "labels", max_accuracy_drop: float | None = None,
                   qdq_rounding: str | None = None, emit: str | None = None, prune: float | None = None,
-                  prune_mode: str = "channel") -> Path:
+                  prune_mode: str = "channel", tuning=None) -> Path:
     """Compile ``model``; with ``quantize="int8"``, calibrate the float graph on ``calib`` (a .npz
     path, a folder of .npy, a dict of sample arrays or an iterable of feed dicts; see
     edgec.quant.data), or on ``calib_samples`` random samples when ``calib_random`` (accuracy
@@ -55,7 +55,11 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
     that fraction of each layer's filters/neurons (edgec.passes.prune_channels), "unstructured"
     zeroes that fraction of each layer's weights (edgec.passes.prune_weights); the report gets a
     ``pruning`` section. For fine-tuning after pruning, prune to ONNX (``edgec.prune``), train
-    (``edgec distill``), then compile."""
+    (``edgec distill``), then compile.
+
+    ``tuning``: the measured kernel choices of ``edgec tune`` (edgec.backend.tuning) to build with:
+    None (default) uses the default records file if there is one, False none, or a records path.
+    ``model`` may also be an edgec IR ``Graph`` (what ``edgec tune`` builds one kernel from)."""
     t0 = time.perf_counter()
     _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples, val, val_labels, max_accuracy_drop)
     tgt = load_target(target)
@@ -66,12 +70,14 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
         from .artifact.firmware import check_tools
         check_tools(tgt)     # cc, ar and size: fail before the kernels are built
     if name is None:
-        name = Path(model).stem if isinstance(model, (str, Path)) else "model"
+        name = Path(model).stem if isinstance(model, (str, Path)) else getattr(model, "name", None) or "model"
     if output_dir is None:
         output_dir = Path.cwd() / f"{name}.edgec"
     output_dir = Path(output_dir)
 
-    graph = import_onnx(model, input_shapes=input_shapes, name=name)
+    from .backend.tuning import resolve_records
+    records = resolve_records(tuning)     # a bad records file fails before any work
+    graph = model if isinstance(model, Graph) else import_onnx(model, input_shapes=input_shapes, name=name)
     prune_info = None
     if prune is not None:
         graph, prune_info = _prune_graph(graph, prune, prune_mode)
@@ -94,7 +100,7 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
         exec_graph = Graph([n for i, n in enumerate(graph.nodes) if i not in skipped], graph.values,
                            graph.inputs, graph.outputs, graph.name, graph.meta)
         cache = KernelCache(cache_dir) if cache_dir is not None else KernelCache()
-        lib = build_kernels(exec_graph, tgt, tmp, cache=cache, emit=emit)
+        lib = build_kernels(exec_graph, tgt, tmp, cache=cache, emit=emit, records=records)
         t_build = time.perf_counter()
         blob_model = _blob_model(exec_graph, plan, lib)
         from .artifact.blob import write_blob
@@ -118,6 +124,8 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
             report["footprint"] = footprint
         if prune_info is not None:
             report["pruning"] = prune_info
+        report["tuning"] = {"records": None if records is None or records.path is None else str(records.path),
+                            "tuned_nodes": lib.tuned_nodes}
         if quant_info is not None:
             quant_info["size"]["int8_blob_bytes"] = len(blob)
             report["quantization"] = quant_info

@@ -7,6 +7,8 @@ Switches (environment or command line):
 - ``--run-slow`` or ``EDGEC_SLOW=1``: run every test marked ``slow``; without it a deterministic
   sample of them runs (every Nth test id, N = ``EDGEC_SLOW_SAMPLE``, default 3) and the rest is
   deselected and counted in the summary.
+- ``EDGEC_TUNING_RECORDS``: unless set, points at a file that does not exist, so the user's
+  ``edgec tune`` records never change what a test builds.
 - ``EDGEC_CACHE_DIR``: the kernel cache. Unless set by the user, every test session gets a
   fresh one under pytest's base temp folder, shared by all xdist workers, so a kernel
   compiled by one test is reused by the next.
@@ -128,6 +130,20 @@ def kernel_cache_dir(tmp_path_factory) -> Path:
         yield path
     finally:
         os.environ.pop("EDGEC_CACHE_DIR", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tuning_records_isolated(tmp_path_factory):
+    """No test reads the user's tuning records (~/.cache/edgec/tuning.json): EDGEC_TUNING_RECORDS
+    points at a file that does not exist unless the user set it (tests that tune pass their own)."""
+    if os.environ.get("EDGEC_TUNING_RECORDS"):
+        yield
+        return
+    os.environ["EDGEC_TUNING_RECORDS"] = str(tmp_path_factory.getbasetemp() / "no-tuning-records.json")
+    try:
+        yield
+    finally:
+        os.environ.pop("EDGEC_TUNING_RECORDS", None)
 
 
 @pytest.fixture(scope="session")

@@ -249,6 +249,7 @@ class KernelLibrary:
     seconds: float = 0.0
     emit: str = "shared"
     header: Path | None = None   # kernels/edgec_kernel.h (emit c)
+    tuned_nodes: int = 0         # nodes whose kernel uses tuning records' choices
 
 
 @dataclass
@@ -347,7 +348,8 @@ def compile_spec(spec, name: str, out_path: Path, emit: str = "shared") -> dict[
     import tvm
     from tvm.tirx.build import tir_to_runtime
     from .kernels.registry import KERNELS
-    with _GENERATE_LOCK:   # generators share TVM's global registries (tensor intrinsics): one at a time
+    from .tuning import applying
+    with _GENERATE_LOCK, applying(spec.tuning):   # generators share TVM's registries: one at a time
         func = KERNELS[spec.op](spec)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if emit == "c":
@@ -410,9 +412,10 @@ def elf_code_bytes(path: Path) -> int:
 
 
 def build_kernels(graph, target, workdir: Path, cache: KernelCache | None = None, jobs: int = 2,
-                  emit: str | None = None) -> KernelLibrary:
+                  emit: str | None = None, records=None) -> KernelLibrary:
     """Compile the kernels of ``graph`` for ``target`` into ``workdir`` (see the module docstring);
-    ``emit``: "shared" | "static" | "c" (None: ``default_emit(target)``)."""
+    ``emit``: "shared" | "static" | "c" (None: ``default_emit(target)``); ``records``: a
+    TuningRecords (edgec.backend.tuning) whose measured choices the kernels are generated with."""
     t0 = time.time()
     emit = check_emit(target, emit)
     ext = ".c" if emit == "c" else ".o"
@@ -423,6 +426,7 @@ def build_kernels(graph, target, workdir: Path, cache: KernelCache | None = None
     kdir.mkdir(parents=True, exist_ok=True)
 
     missing = []
+    tuned = 0
     names_taken: set[str] = set()
     jobs_by_key: dict[str, _Job] = {}
     calls: list[KernelCall] = []
@@ -432,6 +436,9 @@ def build_kernels(graph, target, workdir: Path, cache: KernelCache | None = None
             calls.append(KernelCall("", ()))
             continue
         spec = node_spec(graph, node, target)
+        if records is not None:
+            spec = records.apply(spec)
+            tuned += bool(spec.tuning)
         key = spec.key()
         if key not in jobs_by_key:
             name = kernel_name(spec)
@@ -517,7 +524,8 @@ def build_kernels(graph, target, workdir: Path, cache: KernelCache | None = None
     ws = {n: metas[n]["workspace_bytes"] for n in names}
     return KernelLibrary(calls=calls, kernels=names, library=library, objects=objects, glue=glue,
                          code_bytes=code, workspace_bytes=max(ws.values(), default=0), kernel_workspace=ws,
-                         cache_hits=hits, compiled=len(todo), seconds=time.time() - t0, emit=emit, header=header)
+                         cache_hits=hits, compiled=len(todo), seconds=time.time() - t0, emit=emit, header=header,
+                         tuned_nodes=tuned)
 
 
 def _link(target, glue: Path, objects: list[Path], out: Path) -> None:

@@ -38,6 +38,7 @@ from typing import Callable
 import tvm
 from tvm import te
 
+from ..tuning import tunable
 from ._nn_sched import PARALLEL_MIN_MACS, cast
 from .quant_isa import Isa
 
@@ -53,10 +54,19 @@ def dense_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, epil
     L, G = isa.lanes, isa.group
     kp = _ceil_to(k, G)
     npad = _ceil_to(n, L)
-    mr = next(v for v in (4, 2, 1) if m % v == 0)
-    jt_max = max(1, isa.max_acc // mr)
     nvec = npad // L
-    jt = next(v for v in range(min(jt_max, 4), 0, -1) if nvec % v == 0)
+    # (rows, vector columns) of the register tile: the default first, then the other exact fits
+    tiles = []
+    for mr_ in (4, 2, 1):
+        if m % mr_:
+            continue
+        for jt_ in range(min(max(1, isa.max_acc // mr_), 8), 0, -1):
+            if nvec % jt_ == 0 and (mr_ * jt_ <= isa.max_acc):
+                tiles.append((mr_, jt_))
+    first = next(v for v in (4, 2, 1) if m % v == 0)
+    jt0 = next(v for v in range(min(max(1, isa.max_acc // first), 4), 0, -1) if nvec % v == 0)
+    tiles.remove((first, jt0))
+    mr, jt = tunable("tile", [(first, jt0)] + tiles)
     if kp != k:
         xk = te.compute((m, kp), lambda i, c: tir.if_then_else(c < k, x[i, tir.min(c, k - 1)],
                                                               tir.const(0, x.dtype)), name="xk")
@@ -187,10 +197,11 @@ def conv_isa_fits(x_dtype: str, groups: int, rank: int) -> bool:
     return x_dtype == "uint8" and groups == 1 and rank in (1, 2)
 
 
-def _choose_tile(isa: Isa, oc: int, positions: int, steps: int) -> tuple[int, int]:
-    """(mr, nw) of least estimated cycles: tiles x steps x (max(dot instructions / 2, loads) + 1)."""
+def _rank_tiles(isa: Isa, oc: int, positions: int, steps: int) -> list[tuple[int, int]]:
+    """Register tiles (mr, nw), least estimated cycles first: tiles x steps x (max(dot instructions
+    / 2, loads) + 1) + stores. The first is the default; ``edgec tune`` measures the others."""
     L = isa.lanes
-    best, best_cost = (1, 1), None
+    cands = []
     for nw in range(1, 7):
         if nw > 1 and (nw - 1) * L >= positions:
             break
@@ -202,9 +213,15 @@ def _choose_tile(isa: Isa, oc: int, positions: int, steps: int) -> tuple[int, in
                 break
             ot = -(-oc // mr)
             cost = ot * pt * (steps * (max(mr * nw / 2.0, (nw + mr) / 2.0) + 1.0) + mr * nw * 4)
-            if best_cost is None or cost < best_cost - 1e-9:
-                best, best_cost = (mr, nw), cost
-    return best
+            cands.append((cost, len(cands), (mr, nw)))
+    cands.sort(key=lambda c: (round(c[0], 6), c[1]))
+    return [c[2] for c in cands] or [(1, 1)]
+
+
+def _choose_tile(isa: Isa, oc: int, positions: int, steps: int, top: int = 8) -> tuple[int, int]:
+    """The register tile: the cost model's best, or the measured choice of ``edgec tune`` among the
+    ``top`` best (edgec.backend.tuning)."""
+    return tunable("tile", _rank_tiles(isa, oc, positions, steps)[:top])
 
 
 def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, attrs, out_shape, epilogue: Callable):

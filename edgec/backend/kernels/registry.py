@@ -41,13 +41,19 @@ class KernelSpec:
     inputs: tuple[TensorType | None, ...]   # None for an absent optional input
     outputs: tuple[TensorType, ...]
     target: Any                              # edgec.targets.Target
+    # measured schedule choices (edgec.backend.tuning): sorted (choice point, value) pairs
+    tuning: tuple = ()
 
     def key(self) -> str:
-        """Stable identity of the kernel (for the compile cache): op, attrs, types, target."""
+        """Stable identity of the kernel (for the compile cache): op, attrs, types, target, and the
+        tuned choices if any (an untuned spec's key is the tuning records' key)."""
         import hashlib
         import json
-        payload = json.dumps([self.op, sorted((k, repr(v)) for k, v in self.attrs.items()),
-                              [None if t is None else [t.dtype, list(t.shape)] for t in self.inputs],
-                              [[t.dtype, list(t.shape)] for t in self.outputs],
-                              self.target.cache_key()], sort_keys=True)
+        parts = [self.op, sorted((k, repr(v)) for k, v in self.attrs.items()),
+                 [None if t is None else [t.dtype, list(t.shape)] for t in self.inputs],
+                 [[t.dtype, list(t.shape)] for t in self.outputs],
+                 self.target.cache_key()]
+        if self.tuning:
+            parts.append(repr(self.tuning))
+        payload = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
