@@ -368,13 +368,28 @@ def bench_one(spec: Model, args, work: Path, run_model: Path | None) -> dict:
         t0 = time.perf_counter()
         try:
             kw = {"quantize": "int8", "calib": calib} if prec == "int8" else {}
-            arts[prec] = Path(edgec.compile(str(path), input_shapes=shapes, output_dir=work / f"{spec.name}_{prec}", **kw))
+            # the untuned compile (a user's ~/.cache/edgec/tuning.json must not change these rows)
+            arts[prec] = Path(edgec.compile(str(path), input_shapes=shapes, output_dir=work / f"{spec.name}_{prec}",
+                                            tuning=False, **kw))
             rep = json.loads((arts[prec] / "report.json").read_text())
             res[f"edgec_{prec}_compile_s"] = time.perf_counter() - t0
             res[f"edgec_{prec}_sizes"] = {k: rep["summary"].get(k) for k in ("blob_bytes", "constant_bytes", "arena_bytes",
                                                                              "kernel_code_bytes")}
         except Exception as e:
             res[f"edgec_{prec}_error"] = f"{type(e).__name__}: {str(e)[:400]}"
+    if "int8" in arts and args.tune:
+        # edgec tune on the int8 kernels, then the tuned artifact (its own records file per run)
+        from edgec.tune import tune
+        t0 = time.perf_counter()
+        try:
+            rec = work / f"{spec.name}_tuning.json"
+            rep = tune(str(path), input_shapes=shapes, quantize="int8", calib=calib, trials=args.tune,
+                       max_kernels=args.tune_kernels, records=rec, progress=lambda m: None)
+            arts["int8_tuned"] = Path(edgec.compile(str(path), input_shapes=shapes, quantize="int8", calib=calib,
+                                                    output_dir=work / f"{spec.name}_int8_tuned", tuning=rec))
+            res["tune"] = {"seconds": time.perf_counter() - t0, "kernels": len(rep["kernels"]), "tuned": rep["tuned"]}
+        except Exception as e:
+            res["tune"] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
     if "int8" in arts:
         with edgec.load(arts["int8"], threads=1) as m:
             got = [m.run(f) for f in evals]
@@ -435,9 +450,11 @@ def _fmt(r):
 
 
 def table(results: list[dict], peak: dict | None) -> str:
+    tuned = any("edgec_int8_tuned" in row for r in results for row in r.get("threads", {}).values())
     lines = ["| model | threads | edgec fp32 ms | edgec int8 ms | edgec int8 C ms | ORT fp32 ms | ORT int8 ms | "
-             "TVM Relax ms | fp32 / ORT fp32 | int8 / best ORT | int8 agree (edgec / ORT) | int8 cosine (edgec / ORT) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "TVM Relax ms | fp32 / ORT fp32 | int8 / best ORT | int8 agree (edgec / ORT) | int8 cosine (edgec / ORT) |"
+             + (" edgec int8 tuned ms | tuned / best ORT |" if tuned else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if tuned else "")]
     notes = []
     for r in results:
         if "threads" not in r:
@@ -446,6 +463,8 @@ def table(results: list[dict], peak: dict | None) -> str:
         for k in ("edgec_fp32_error", "edgec_int8_error", "ort_int8_error"):
             if k in r:
                 notes.append(f"- {r['model']} {k[:-6]}: {r[k]}")
+        if "error" in (r.get("tune") or {}):
+            notes.append(f"- {r['model']} edgec tune: {r['tune']['error']}")
         a8, o8 = r.get("edgec_int8_accuracy", {}), r.get("ort_int8_accuracy", {})
 
         def acc(d, key):
@@ -459,7 +478,9 @@ def table(results: list[dict], peak: dict | None) -> str:
                          f"{_ms(row.get('edgec_int8_c'))} | {_ms(row.get('ort_fp32'))} | {_ms(row.get('ort_int8'))} | "
                          f"{_ms(relax)} | {_fmt(_ratio(row.get('edgec_fp32'), row.get('ort_fp32')))} | "
                          f"{_fmt(_ratio(row.get('edgec_int8'), best))} | {acc(a8, 'top1_agreement')} / {acc(o8, 'top1_agreement')} | "
-                         f"{acc(a8, 'cosine_mean')} / {acc(o8, 'cosine_mean')} |")
+                         f"{acc(a8, 'cosine_mean')} / {acc(o8, 'cosine_mean')} |"
+                         + (f" {_ms(row.get('edgec_int8_tuned'))} | {_fmt(_ratio(row.get('edgec_int8_tuned'), best))} |"
+                            if tuned else ""))
     lines += ["", "| model | fp32 blob KiB | int8 blob KiB | int8 / fp32 | ORT QDQ file KiB | compile fp32 s | compile int8 s | "
               "largest int8 layer | its GOP/s | % of int8 peak |", "|---|---|---|---|---|---|---|---|---|---|"]
     pk = peak.get("peak_gops_1thread") if peak else None
@@ -489,6 +510,10 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--eval", type=int, default=50, help="inputs for the int8-vs-fp32 accuracy columns")
+    ap.add_argument("--tune", type=int, default=0, metavar="TRIALS",
+                    help="also `edgec tune` each model's int8 kernels with this many trials per kernel and time the "
+                         "tuned artifact (column 'edgec int8 tuned ms'); default 0: no tuning")
+    ap.add_argument("--tune-kernels", type=int, default=None, metavar="N", help="with --tune: only the N heaviest kernels")
     ap.add_argument("--no-relax", dest="relax", action="store_false")
     ap.add_argument("--no-c", dest="c", action="store_false")
     ap.add_argument("--work", type=Path, default=None, help="keep artifacts here (default: a temp dir)")
