@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_python.sh
 export EDGEC_CACHE_DIR=${EDGEC_CACHE_DIR:-$PWD/build/kernel-cache}
+# two pytest workers on two cores: numpy's OpenBLAS would start a spinning thread per core in each
+# worker (measured under such load: a 64x64x3136 sgemm at 0.8 GFLOP/s, against 37 with one thread)
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 echo "== ctest (Release)"
 ctest --test-dir build --output-on-failure
