@@ -1,10 +1,16 @@
 /* Hosted thread pool for TVM parallel launches (pthreads + GCC/Clang atomics).
  *
- * A launch publishes one job (lambda, closure, n tasks) and bumps a generation counter;
- * each of the T participants (T-1 workers + the launching thread) runs tasks p, p+T,
- * p+2T, ... < n, so every task runs exactly once. The launcher runs its share, then waits
- * until every worker reported back. penv->num_task = n tells TVM's lambda how to split
- * its loop.
+ * A launch publishes one job (lambda, closure, n tasks) and bumps a generation counter. The
+ * T participants (T-1 workers + the launching thread) then *claim* tasks 0..n-1 one at a
+ * time from a shared ticket (the generation in its high 32 bits, the next task in its low
+ * 32 bits, advanced by compare-and-swap), so every task runs exactly once, and the launcher
+ * returns once all n have finished. A worker that is slow to start (asleep, or descheduled on
+ * a core shared with other processes) therefore never delays a launch: the launcher runs
+ * the tasks nobody has claimed itself, and a launch on T threads is not slower than on one.
+ * A worker that wakes after its job is over finds the ticket on another generation (or at n)
+ * and claims nothing. penv->num_task = n tells TVM's lambda how to split its loop; n is the
+ * number of threads when the kernel asks for 0 (TVM's parallel loops). A task that waits in a
+ * barrier holds its thread, so with n <= T every task of a barrier-using job gets a thread.
  *
  * Waiting spins briefly (a model's next op usually launches within microseconds) and then
  * sleeps on a condition variable; a worker announces itself in |sleepers| before sleeping
@@ -61,12 +67,14 @@ struct edgec_pool_t {
   int shutdown;        /* atomic */
   uint32_t sleepers;   /* atomic: workers about to sleep or sleeping on start_cv */
   int busy;            /* a launch is running (a nested launch on the launcher runs inline) */
-  /* current job: written before |generation| is bumped */
+  /* current job: written before |ticket| and |generation| are published, stable until all
+   * of its tasks are done */
   edgec_parallel_lambda_t lambda;
   void* cdata;
-  penv_t env;
-  uint32_t pending; /* atomic: workers still running the job */
-  int failed;       /* atomic */
+  penv_t env;      /* env.num_task is read atomically by claimers */
+  uint64_t ticket; /* atomic: (generation & 0xffffffff) << 32 | next unclaimed task */
+  uint32_t done;   /* atomic: tasks of the current job finished */
+  int failed;      /* atomic */
   /* barrier */
   int32_t barrier_count;
   uint64_t barrier_gen;
@@ -89,7 +97,7 @@ uint32_t edgec_pool_thread_index(const edgec_pool_t* pool) {
   return (w != NULL && w->pool == pool) ? w->index : 0;
 }
 
-/* Runs the tasks of participant |p|; returns 1 if one failed. */
+/* Runs the tasks of participant |p| of an inline launch; returns 1 if one failed. */
 static int run_share(edgec_parallel_lambda_t lambda, void* cdata, penv_t* env, uint32_t p, uint32_t stride) {
   int failed = 0;
   int32_t t;
@@ -97,6 +105,37 @@ static int run_share(edgec_parallel_lambda_t lambda, void* cdata, penv_t* env, u
     if (lambda(t, env, cdata) != 0) failed = 1;
   }
   return failed;
+}
+
+/* Claims the next task of job |gen|: 1 with its index in |*task| and the job's task count in
+ * |*n|, or 0 when the job has no task left (or is over). A successful compare-and-swap saw the
+ * ticket unchanged since it was read, so the job was still running when |num_task| was read. */
+static int claim(edgec_pool_t* pool, uint64_t gen, int32_t* task, int32_t* n) {
+  uint64_t t = LOAD(&pool->ticket);
+  for (;;) {
+    int32_t num;
+    if ((t >> 32) != (gen & 0xffffffffu)) return 0;
+    num = LOAD(&pool->env.num_task);
+    if ((int64_t)(uint32_t)t >= (int64_t)num) return 0;
+    if (__atomic_compare_exchange_n(&pool->ticket, &t, t + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+      *task = (int32_t)(uint32_t)t;
+      *n = num;
+      return 1;
+    }
+  }
+}
+
+/* Runs tasks of job |gen| until none is left to claim. */
+static void run_claimed(edgec_pool_t* pool, uint64_t gen) {
+  int32_t t, n;
+  while (claim(pool, gen, &t, &n)) {
+    if (pool->lambda(t, &pool->env, pool->cdata) != 0) STORE(&pool->failed, 1);
+    if (__atomic_add_fetch(&pool->done, 1, __ATOMIC_SEQ_CST) == (uint32_t)n) {
+      pthread_mutex_lock(&pool->mu);
+      pthread_cond_signal(&pool->done_cv);
+      pthread_mutex_unlock(&pool->mu);
+    }
+  }
 }
 
 static void* worker_main(void* arg) {
@@ -123,12 +162,7 @@ static void* worker_main(void* arg) {
     }
     if (LOAD(&pool->shutdown)) break;
     seen = gen;
-    if (run_share(pool->lambda, pool->cdata, &pool->env, w->index, pool->num_threads)) STORE(&pool->failed, 1);
-    if (__atomic_sub_fetch(&pool->pending, 1, __ATOMIC_SEQ_CST) == 0) {
-      pthread_mutex_lock(&pool->mu);
-      pthread_cond_signal(&pool->done_cv);
-      pthread_mutex_unlock(&pool->mu);
-    }
+    run_claimed(pool, gen);
   }
   return NULL;
 }
@@ -200,32 +234,38 @@ int32_t edgec_pool_launch(edgec_pool_t* pool, edgec_parallel_lambda_t lambda, vo
     return run_share(lambda, cdata, &env, 0, 1) ? -1 : 0;
   }
   pool->busy = 1;
-  pool->lambda = lambda;
-  pool->cdata = cdata;
-  pool->env.sync_handle = pool;
-  pool->env.num_task = n;
-  pool->barrier_count = 0;
-  STORE(&pool->failed, 0);
-  STORE(&pool->pending, pool->num_started);
-  STORE(&pool->generation, LOAD(&pool->generation) + 1); /* publishes the job */
-  if (LOAD(&pool->sleepers) > 0) {
-    pthread_mutex_lock(&pool->mu);
-    pthread_cond_broadcast(&pool->start_cv);
-    pthread_mutex_unlock(&pool->mu);
+  {
+    const uint64_t gen = LOAD(&pool->generation) + 1;
+    /* First move the ticket to the new generation: until then a worker still holding the last
+     * generation could read the ticket at (old, n_old) and the new, larger task count, and
+     * claim a task that does not exist. No worker claims on the new generation before it is
+     * published below. */
+    STORE(&pool->ticket, (gen & 0xffffffffu) << 32);
+    pool->lambda = lambda;
+    pool->cdata = cdata;
+    pool->env.sync_handle = pool;
+    STORE(&pool->env.num_task, n);
+    pool->barrier_count = 0;
+    STORE(&pool->failed, 0);
+    STORE(&pool->done, 0);
+    STORE(&pool->generation, gen); /* publishes the job */
+    if (LOAD(&pool->sleepers) > 0) {
+      pthread_mutex_lock(&pool->mu);
+      pthread_cond_broadcast(&pool->start_cv);
+      pthread_mutex_unlock(&pool->mu);
+    }
+    run_claimed(pool, gen);
   }
-
-  failed = run_share(lambda, cdata, &pool->env, 0, threads);
-
   {
     int spins = 0;
-    while (LOAD(&pool->pending) > 0 && spins++ < SPIN_ITERATIONS) cpu_relax(spins);
+    while (LOAD(&pool->done) < (uint32_t)n && spins++ < SPIN_ITERATIONS) cpu_relax(spins);
   }
-  if (LOAD(&pool->pending) > 0) {
+  if (LOAD(&pool->done) < (uint32_t)n) {
     pthread_mutex_lock(&pool->mu);
-    while (LOAD(&pool->pending) > 0) pthread_cond_wait(&pool->done_cv, &pool->mu);
+    while (LOAD(&pool->done) < (uint32_t)n) pthread_cond_wait(&pool->done_cv, &pool->mu);
     pthread_mutex_unlock(&pool->mu);
   }
-  failed = failed || LOAD(&pool->failed);
+  failed = LOAD(&pool->failed);
   pool->busy = 0;
   return failed ? -1 : 0;
 }

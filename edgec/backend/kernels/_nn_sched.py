@@ -18,7 +18,10 @@ Direct convolution (``conv_direct``), used by conv, conv_transpose and the pools
     (``_choose_conv_tile``: FMA issue, L2 traffic of each tile's input window, memory
     streaming of input/weights beyond the cache, write-back, copy, and L1 set conflicts of
     the broadcast weight rows). 1-tap strided axes are subsampled instead of copied whole.
-    Depthwise convolutions and pools copy each channel tile's input under the channel loop.
+    Depthwise convolutions and pools copy each channel tile's input under the channel loop;
+    float depthwise convolutions use one channel and several rows per tile (``_depthwise_tile``).
+    Float kernels run in parallel from ``FLOAT_PARALLEL_MIN_MACS``, integer ones from
+    ``PARALLEL_MIN_MACS``.
 
 GEMM (``gemm_nn``), used by matmul and by dense with many rows
     ``C[m, n] = sum_k A[m, k] B[k, n]``: vectorized along n (contiguous in B and C), ``mr``
@@ -28,7 +31,8 @@ GEMM (``gemm_nn``), used by matmul and by dense with many rows
 Dense with few rows (``dense_nt``)
     ``y[m, n] = sum_k x[m, k] w[n, k]``: both operands are contiguous along k, so the
     register tile holds ``mr x nn`` vector partial sums over k that are reduced horizontally
-    at the end. No copy of the weights.
+    at the end. No copy of the weights. Float tiles keep their rows within the L1's ways
+    (rows a multiple of 4 KiB apart share one set).
 
 Workspace: the padded input copies of a convolution (per call, or per channel tile inside
 the parallel loop for depthwise/pools) and the B copy of a GEMM. ``edgec.backend.build``
@@ -52,6 +56,18 @@ tir = tvm.tirx
 STACK_LIMIT_BYTES = 1024
 # below this many multiply-accumulates a kernel is not worth a parallel launch
 PARALLEL_MIN_MACS = 1 << 18
+# the same for float kernels: 2^21 MACs is about 20 us of one core (fp32 FMAs at ~100 GFLOP/s);
+# below that, a launch (waking or waiting for a worker that shares its core with other work)
+# costs about what it saves: on the shared 2-core VM, DS-CNN's 512K-MAC pointwise layers and the
+# text student's 1M-MAC GEMV ([1, 16384] x [16384, 64], memory-bound) ran slower on 2 threads
+FLOAT_PARALLEL_MIN_MACS = 1 << 21
+
+
+def parallel_min_macs(dtype: str) -> int:
+    """Fewest MACs for which a kernel of this (input) dtype runs its loops in parallel."""
+    return FLOAT_PARALLEL_MIN_MACS if str(dtype).startswith("float") else PARALLEL_MIN_MACS
+
+
 # depthwise convolutions and pools with at most this many taps unroll all of them
 MAX_UNROLLED_TAPS = 49
 # PrimFunc attribute: build this kernel without TIR's common-subexpression elimination
@@ -272,6 +288,8 @@ class ConvTile:
 
 
 TILE_OVERRIDE: dict = {}   # for experiments: {"conv": ConvTile(...)} forces a tile
+# associativity of the L1 data cache (32 KiB 8-way on Zen 4 and recent Intel cores)
+L1_WAYS = 8
 # bytes of cache a kernel may count on keeping (half of a 1 MiB L2)
 CACHE_BYTES = 512 * 1024
 # cycles per byte streamed from beyond the cache (about 40 GB/s at 2.6 GHz)
@@ -289,6 +307,8 @@ def _choose_conv_tile(p: ConvProblem, target, allow_oc_inner: bool = True, oc_ex
     """
     if "conv" in TILE_OVERRIDE:
         return TILE_OVERRIDE["conv"]
+    if p.icg == 1 and p.ocg == 1 and p.wfun is not None and p.dtype in ("float32", "float16") and len(p.out) == 2:
+        return _depthwise_tile(p, target)
     r = len(p.out)
     ow = p.out[-1]
     oh = p.out[-2] if r >= 2 else 1
@@ -348,6 +368,22 @@ def _choose_conv_tile(p: ConvProblem, target, allow_oc_inner: bool = True, oc_ex
                         if best_cost is None or cost < best_cost - 1e-9:
                             best, best_cost = ConvTile(lanes, nw, nh, mr, direct, oc_inner), cost
     return best
+
+
+def _depthwise_tile(p: ConvProblem, target) -> ConvTile:
+    """Float depthwise 2-D convolution: one channel per tile, ``nh`` output rows of one vector
+    each. The channel's kh*kw weights stay in registers and, with the taps unrolled, each input
+    row vector is loaded once for the rows of the tile that read it; several channels per tile
+    (what the general cost model picks, as for a dense convolution) need a broadcast weight load
+    per FMA and ran 1.5-2.5x slower (MobileNetV2's depthwise layers, Zen 4)."""
+    oh, ow = p.out
+    opts = [ls for ls, _ in lane_options(target, p.dtype)]
+
+    def used(ls):
+        return ow / (_ceil_to(ow, ls))
+    lanes = max(opts, key=lambda ls: (round(used(ls), 3), ls))
+    nh = next((d for d in (8, 7, 6, 5, 4) if oh % d == 0), min(oh, 4))
+    return ConvTile(lanes, 1, max(1, min(nh, oh)), 1, False, False)
 
 
 def _rows_per_cache_set(stride_bytes: int, rows: int, line: int = 64, sets: int = 64) -> int:
@@ -525,12 +561,16 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
             # channels are independent: copy only this tile's channels, under the (n, oc) loop,
             # so the padded copy stays in cache instead of streaming the whole input twice
             chan = sch.fuse(n_l, oco)
-            if p.macs >= PARALLEL_MIN_MACS:
+            if p.macs >= parallel_min_macs(p.dtype):
                 sch.parallel(chan)
             for t in xps:
                 sch.compute_at(sch.get_sblock(t.op.name), chan)
-        elif p.macs >= PARALLEL_MIN_MACS:
-            sch.parallel(sch.fuse(*outer))
+        else:
+            # the outer loops fused whether or not they run in parallel: LLVM keeps the tile in
+            # registers in this form (DS-CNN's first conv: 20 us with the loops apart, 11 us fused)
+            fused = sch.fuse(*outer)
+            if p.macs >= parallel_min_macs(p.dtype):
+                sch.parallel(fused)
         n_fixed = 1 if per_tile_copy else 0
         for t in xps:
             blk = sch.get_sblock(t.op.name)
@@ -588,16 +628,18 @@ def _choose_gemm_tile(m: int, n: int, k: int, dtype: str, target, b_transposed: 
 
 def gemm_nn(batch: Sequence[int], m: int, n: int, k: int, a_fn: Callable, b_fn: Callable, dtype: str,
             target, epilogue: Callable, out_shape: Sequence[int], out_index: Callable,
-            out_name: str = "out", b_transposed: bool = False) -> tuple[te.Tensor, Callable]:
+            out_name: str = "out", b_transposed: bool = False,
+            tile: "GemmTile | None" = None) -> tuple[te.Tensor, Callable]:
     """``C[batch, m, n] = sum_k a_fn(batch, m, k) * b_fn(batch, k, n)`` then ``epilogue``.
 
     ``a_fn`` is read as broadcast scalars (m is clamped into range for overhanging tiles),
     ``b_fn`` as vectors along n. The output tensor has ``out_shape``; ``out_index(idx)`` maps
     an output index to (batch indices, m, n) of the accumulator. Returns ``(out, schedule)``.
     ``b_transposed``: B is stored [n, k] (contiguous along k); it is then always copied into a
-    [k, n] workspace buffer first, in vector-sized square blocks.
+    [k, n] workspace buffer first, in vector-sized square blocks. ``tile``: use this tile
+    instead of choosing one.
     """
-    tile = _choose_gemm_tile(m, n, k, dtype, target, b_transposed)
+    tile = tile or _choose_gemm_tile(m, n, k, dtype, target, b_transposed)
     ad = acc_dtype(dtype)
     L, nw, mr = tile.lanes, tile.nw, tile.mr
     np_ = _ceil_to(n, nw * L)
@@ -644,7 +686,7 @@ def gemm_nn(batch: Sequence[int], m: int, n: int, k: int, a_fn: Callable, b_fn: 
                 o2, v2 = sch.split(ol[-1], [None, L])
                 sch.unroll(o2)
                 sch.vectorize(v2)
-        if math.prod(batch) * m * n * k >= PARALLEL_MIN_MACS:
+        if math.prod(batch) * m * n * k >= parallel_min_macs(dtype):
             sch.parallel(sch.fuse(*outer))
         if tile.pad_b:
             b_bp = sch.get_sblock("bp")
@@ -691,6 +733,12 @@ def dense_nt(m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, dtype: str, tar
             a = mr * nn
             if a > amax or nn > n:
                 break
+            if ad.startswith("float") and nn > 1 and (_rows_per_cache_set(k * _bits(dtype) // 8, mr) +
+                                                      _rows_per_cache_set(k * _bits(dtype) // 8, nn)) > L1_WAYS:
+                # the tile's rows of x and w (k elements apart) would share more L1 sets than it has
+                # ways (rows a multiple of 4 KiB apart all fall in one set) and evict each other on
+                # every step: [1, 16384] x [64, 16384]^T ran 72-78 us with 13-15 rows, 58 us with 8
+                break
             mp, np_ = _ceil_to(m, mr), _ceil_to(n, nn)
             tiles = (mp // mr) * (np_ // nn)
             # every operand row is its own memory stream: count one cycle per vector load
@@ -723,8 +771,28 @@ def dense_nt(m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, dtype: str, tar
         sch.unroll(pji)
         if L > 1:
             sch.vectorize(pl)
-        if m * n * k >= PARALLEL_MIN_MACS:
+        if m * n * k >= parallel_min_macs(dtype):
             sch.parallel(sch.fuse(pjo, po))
         sch.decompose_reduction(b_part, pk)
 
     return out, schedule
+
+
+# -- parameters seen through another shape ----------------------------------------------------------
+def with_param_shapes(func, shapes: dict):
+    """``func`` with parameter ``i`` declared with shape ``shapes[i]`` (same dtype, same number of
+    elements, row-major): the body keeps addressing the buffer it was scheduled on, now a view
+    (``DeclBuffer``) of the parameter's data. The kernel checks its arguments against the new
+    shapes. Used to run a 1x1 convolution as a GEMM over flattened pixels."""
+    params = list(func.params)
+    decls = []
+    for i, shape in sorted(shapes.items()):
+        old = params[i]
+        if math.prod(int(d) for d in old.shape) != math.prod(int(d) for d in shape):
+            raise ValueError(f"with_param_shapes: {list(old.shape)} and {list(shape)} differ in size")
+        new = tir.decl_buffer(tuple(int(d) for d in shape), old.dtype, old.name)
+        decls.append(tir.DeclBuffer(old, data=new.data))
+        params[i] = new
+    if not decls:
+        return func
+    return tir.PrimFunc(params, tir.SeqStmt(decls + [func.body]), ret_type=func.ret_type, attrs=func.attrs)
