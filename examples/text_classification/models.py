@@ -4,8 +4,11 @@ edgec.distill trains them (its torch converter) and writes the weights back.
 teacher: ids[N,L] -> Gather(embedding [32768, 128]) -> Transpose -> Unsqueeze -> two Convs (1x3, 1x5,
          128 filters each) -> Relu -> GlobalMaxPool -> Flatten;  features[N,16384] -> Gemm(256) -> Relu;
          Concat -> Dropout -> Gemm(256) -> Relu -> Dropout -> Gemm(classes)          (~8.7 M parameters)
-student: features[N,16384] -> Gemm(embed, 128, no bias: an embedding bag) -> Gemm(128) -> Relu
-         -> Gemm(classes)                                                               (~2.1 M parameters)
+student: features[N,16384] -> Gemm(embed, 128, no bias: an embedding bag);
+         ids[N,L] -> Gather(word table [32768, 32]) -> Transpose -> Unsqueeze -> Conv 1x3 (64 filters)
+         -> Relu -> GlobalMaxPool -> Flatten (word order);
+         Concat -> Gemm(128) -> Relu -> Gemm(classes)                                   (~3.2 M parameters)
+         (filters=0: the embedding bag alone, ~2.1 M parameters)
 """
 from __future__ import annotations
 
@@ -38,23 +41,45 @@ def _model(nodes, inputs, outputs, inits, name):
     return m
 
 
-def student(buckets: int, classes: int, embed: int = 64, hidden: int = 64, seed: int = 0) -> onnx.ModelProto:
+def student(buckets: int, classes: int, embed: int = 64, hidden: int = 64, seed: int = 0, vocab: int = 0,
+            max_tokens: int = 0, wdim: int = 0, filters: int = 0, kernel: int = 3) -> onnx.ModelProto:
+    """The student. ``filters == 0``: the embedding bag alone. Otherwise also a word-order branch on
+    the token ids: ids -> Gather(word table [vocab, wdim]) -> Conv 1 x ``kernel`` (``filters``) -> Relu
+    -> GlobalMaxPool, concatenated with the bag before the hidden layer."""
     rng = np.random.default_rng(seed)
-    inits = [
-        _init("embed.weight", rng.normal(0.0, 0.05, size=(buckets, embed))),
-        _init("fc1.weight", _he(rng, embed, (embed, hidden))),
+    inits = [_init("embed.weight", rng.normal(0.0, 0.05, size=(buckets, embed)))]
+    nodes = [helper.make_node("Gemm", ["features", "embed.weight"], ["bag"], name="embed")]
+    inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", buckets])]
+    width, fc1_in = embed, "bag"
+    if filters:
+        inits += [_init("wemb.weight", rng.normal(0.0, 0.1, size=(vocab, wdim))),
+                  numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+                  _init("conv.weight", _he(rng, wdim * kernel, (filters, wdim, 1, kernel))),
+                  _init("conv.bias", np.zeros(filters))]
+        nodes += [helper.make_node("Gather", ["wemb.weight", "ids"], ["e"], name="word_embedding"),
+                  helper.make_node("Transpose", ["e"], ["et"], name="to_channels", perm=[0, 2, 1]),
+                  helper.make_node("Unsqueeze", ["et", "axis2"], ["e4"], name="to_nchw"),
+                  helper.make_node("Conv", ["e4", "conv.weight", "conv.bias"], ["c"], name="conv",
+                                   kernel_shape=[1, kernel], pads=[0, kernel // 2, 0, kernel // 2]),
+                  helper.make_node("Relu", ["c"], ["rc"], name="relu_conv"),
+                  helper.make_node("GlobalMaxPool", ["rc"], ["p"], name="maxpool"),
+                  helper.make_node("Flatten", ["p"], ["fp"], name="flatten"),
+                  helper.make_node("Concat", ["fp", "bag"], ["cat"], name="concat", axis=1)]
+        inputs.insert(0, helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", max_tokens]))
+        width, fc1_in = embed + filters, "cat"
+    inits += [
+        _init("fc1.weight", _he(rng, width, (width, hidden))),
         _init("fc1.bias", np.zeros(hidden)),
         _init("fc2.weight", _glorot(rng, hidden, classes, (hidden, classes))),
         _init("fc2.bias", np.zeros(classes)),
     ]
-    nodes = [
-        helper.make_node("Gemm", ["features", "embed.weight"], ["bag"], name="embed"),
-        helper.make_node("Gemm", ["bag", "fc1.weight", "fc1.bias"], ["h1"], name="fc1"),
+    nodes += [
+        helper.make_node("Gemm", [fc1_in, "fc1.weight", "fc1.bias"], ["h1"], name="fc1"),
         helper.make_node("Relu", ["h1"], ["r1"], name="relu1"),
         helper.make_node("Gemm", ["r1", "fc2.weight", "fc2.bias"], ["logits"], name="fc2"),
     ]
-    return _model(nodes, [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", buckets])],
-                  [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits, "student")
+    return _model(nodes, inputs, [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+                  inits, "student")
 
 
 def teacher(vocab: int, max_tokens: int, buckets: int, classes: int, dim: int = 128, filters: int = 128,

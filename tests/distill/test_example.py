@@ -38,6 +38,12 @@ def test_quick_example_end_to_end(tmp_path):
     assert pruned["parameters"] < plain["parameters"] < teacher["parameters"]
     assert int8["artifact bytes"] * 10 <= teacher["artifact bytes"]
     assert abs(int8["test accuracy mean"] - pruned["test accuracy mean"]) <= 3.0   # int8 keeps the fp32 accuracy
+    # the student's word-order branch (gather of an int8 table, conv, global max pool, concat) runs in int8
+    q = json.loads((out / "seed0" / "int8" / "report.json").read_text())["quantization"]
+    precision = {layer["node"]: layer["precision"] for layer in q["layers"]}
+    for node in ("word_embedding", "conv", "maxpool", "concat", "embed", "fc1", "fc2"):
+        assert precision.get(node) == "int8", (node, precision)
+    assert q["float_nodes"] == 0, precision
     meta = json.loads((out / "results_meta.json").read_text())
     # the compiled fp32 artifacts predict like onnxruntime
     for key, row in zip(("teacher", "plain", "distilled", "pruned"), rows):
