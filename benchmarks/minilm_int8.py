@@ -169,9 +169,10 @@ def main(argv=None) -> int:
                     help=f"an int8 variant with these nodes in float: comma list of {sorted(FALLBACK_RULES)}; "
                          f"repeat for several variants (default: {' and '.join(DEFAULT_VARIANTS)})")
     ap.add_argument("--no-default", action="store_true", help="skip the no-fallback int8 variant")
+    ap.add_argument("--no-fallback", action="store_true", help="no fallback variants (only the pass's defaults)")
     ap.add_argument("--linear-2d", action="store_true",
-                    help="export the Linear layers on [tokens, features] (Gemm -> dense: per-channel qdense) "
-                         "instead of 3-D MatMul + Add (qmatmul with per-tensor weights today)")
+                    help="export the Linear layers on [tokens, features] (Gemm -> dense) instead of 3-D "
+                         "MatMul + Add (both become per-channel qdense / qdense_dequant)")
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--workdir", help="keep the ONNX files and artifacts here (default: a temp folder)")
@@ -233,7 +234,7 @@ def main(argv=None) -> int:
     g32, _ = prepare_graph(str(fp32_onnx))
     variants = [] if args.no_default else [("default", frozenset())]
     res["fallback"] = {}
-    for spec in (args.fallback if args.fallback is not None else DEFAULT_VARIANTS):
+    for spec in ([] if args.no_fallback else args.fallback if args.fallback is not None else DEFAULT_VARIANTS):
         rules = [r for r in spec.split(",") if r]
         unknown = [r for r in rules if r not in FALLBACK_RULES]
         if unknown:

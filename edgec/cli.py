@@ -110,6 +110,8 @@ def cmd_compile(a) -> int:
                   file=sys.stderr)
     if a.qdq_rounding is not None:
         quant["qdq_rounding"] = a.qdq_rounding
+    if a.weight_rounding is not None:
+        quant["weight_rounding"] = a.weight_rounding
     if a.prune is not None:
         quant.update(prune=a.prune, prune_mode=a.prune_mode)
     tuning = False if a.no_tuning else a.tuning_records
@@ -279,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile", "entropy", "mse"],
                    help="how activation ranges are measured (default minmax)")
     c.add_argument("--calib-samples", type=int, default=32, help="number of samples for --calib random (default 32)")
+    c.add_argument("--weight-rounding", choices=["nearest", "gptq"], default=None,
+                   help="int8 weight rounding: 'nearest', or 'gptq' (error-compensating, on the first 64 calibration "
+                        "samples; see docs/quantization.md); default: the compiler's (QuantizeOptions)")
     c.add_argument("--val", default=None, metavar="DATA",
                    help="validation data: the model inputs like --calib, plus integer labels (one per sample) under "
                         "'labels'; fp32/int8 accuracy and per-layer sensitivity go into the report (without labels: "

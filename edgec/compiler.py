@@ -34,7 +34,7 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
                   calib_random: bool = False, calib_samples: int = 32, per_channel: bool = True,
                   val=None, val_labels: str = "labels", max_accuracy_drop: float | None = None,
                   qdq_rounding: str | None = None, emit: str | None = None, prune: float | None = None,
-                  prune_mode: str = "channel", tuning=None) -> Path:
+                  prune_mode: str = "channel", tuning=None, weight_rounding: str | None = None) -> Path:
     """Compile ``model``; with ``quantize="int8"``, calibrate the float graph on ``calib`` (a .npz
     path, a folder of .npy, a dict of sample arrays or an iterable of feed dicts; see
     edgec.quant.data), or on ``calib_samples`` random samples when ``calib_random`` (accuracy
@@ -86,7 +86,11 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
     quant_info = _qdq_info(graph, quantize)
     if quantize is not None:
         graph, quant_info = _quantize_graph(graph, tgt, calib, calib_method, calib_random, calib_samples, per_channel,
-                                            val, val_labels, max_accuracy_drop)
+                                            val, val_labels, max_accuracy_drop, weight_rounding=weight_rounding)
+    elif weight_rounding is not None:
+        from .passes.quantize_int8 import QuantizeOptionsError
+        raise QuantizeOptionsError("weight_rounding was given but quantize is not set (use quantize='int8')")
+    graph = _lower(graph)
     plan = plan_memory(graph)
     t_passes = time.perf_counter()
 
@@ -169,7 +173,8 @@ def prepare_graph(model, target: str | Target = "host", input_shapes: Mapping[st
                   name: str | None = None, quantize: str | None = None, calib=None, calib_method: str = "minmax",
                   calib_random: bool = False, calib_samples: int = 32, per_channel: bool = True,
                   val=None, val_labels: str = "labels", max_accuracy_drop: float | None = None,
-                  qdq_rounding: str | None = None) -> tuple[Graph, dict[str, Any] | None]:
+                  qdq_rounding: str | None = None, weight_rounding: str | None = None
+                  ) -> tuple[Graph, dict[str, Any] | None]:
     """The graph ``compile_model`` would plan and build (same steps, same options), and the
     quantization report section (None without ``quantize``): for tests and tools that check an
     artifact against ``edgec.reference.run_graph`` on exactly that graph."""
@@ -180,9 +185,24 @@ def prepare_graph(model, target: str | Target = "host", input_shapes: Mapping[st
     graph = run_pipeline(import_onnx(model, input_shapes=input_shapes, name=name), default_pipeline(qdq_rounding))
     qdq = _qdq_info(graph, quantize)
     if quantize is None:
-        return graph, qdq
-    return _quantize_graph(graph, tgt, calib, calib_method, calib_random, calib_samples, per_channel,
-                           val, val_labels, max_accuracy_drop)
+        if weight_rounding is not None:
+            from .passes.quantize_int8 import QuantizeOptionsError
+            raise QuantizeOptionsError("weight_rounding was given but quantize is not set (use quantize='int8')")
+        return _lower(graph), qdq
+    graph, info = _quantize_graph(graph, tgt, calib, calib_method, calib_random, calib_samples, per_channel,
+                                  val, val_labels, max_accuracy_drop, weight_rounding=weight_rounding)
+    return _lower(graph), info
+
+
+def _lower(graph: Graph) -> Graph:
+    """The last passes, after quantization (which must see the float activations as nodes): a
+    float conv's relu / clip into the conv (edgec.passes.fuse_activation)."""
+    from .passes.fuse_activation import fuse_activation
+    out = fuse_activation(graph)
+    if os.environ.get("EDGEC_VERIFY") == "1":
+        from .ir.verify import verify
+        verify(out)
+    return out
 
 
 def _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples, val=None, val_labels="labels",
@@ -222,7 +242,8 @@ def _check_quant_args(quantize, calib, calib_method, calib_random, calib_samples
 
 def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_random: bool, calib_samples: int,
                     per_channel: bool, val=None, val_labels: str = "labels",
-                    max_accuracy_drop: float | None = None) -> tuple[Graph, dict[str, Any]]:
+                    max_accuracy_drop: float | None = None,
+                    weight_rounding: str | None = None) -> tuple[Graph, dict[str, Any]]:
     """fp32 graph -> calibrated int8 graph (shapes re-inferred, dead values removed) and the
     report section: scheme, calibration, per-layer precision, constant bytes fp32 vs int8; with
     ``val``, the accuracy-aware search (edgec.quant.accuracy) and each layer's sensitivity."""
@@ -235,8 +256,10 @@ def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_r
     from .passes.quantize_int8 import apply_bias_correction
     feeds = random_calibration(graph, calib_samples) if calib_random else load_calibration(calib, graph)
     act = "uint8" if tgt.arch == "x86_64" else "int8"
-    qopts = QuantizeOptions(activation_dtype=act, per_channel=bool(per_channel))
-    # the first samples are kept (bounded) for the bias correction, which needs a second pass
+    qopts = QuantizeOptions(activation_dtype=act, per_channel=bool(per_channel),
+                            **({} if weight_rounding is None else {"weight_rounding": weight_rounding}))
+    # the first samples are kept (bounded) for the bias correction and the weight rounding
+    # (edgec.quant.weight_rounding), which need a second pass
     kept: list = []
 
     class _Keep:
@@ -244,7 +267,8 @@ def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_r
 
         def __iter__(self):
             for f in feeds:
-                if qopts.bias_correction and len(kept) < qopts.bias_correction_samples:
+                if (qopts.bias_correction or qopts.weight_rounding == "gptq") \
+                        and len(kept) < qopts.bias_correction_samples:
                     kept.append(f)
                 yield f
 
@@ -254,9 +278,13 @@ def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_r
 
     def finish(g: Graph) -> Graph:
         g = run_pipeline(g, [("infer_shapes", infer_shapes), ("eliminate_dead_code", eliminate_dead_code)])
-        if qopts.bias_correction and kept:
+        if kept and (qopts.bias_correction or qopts.weight_rounding == "gptq"):
             fgraph, fkept = _batched_like(g, graph, kept)
-            apply_bias_correction(g, fgraph, fkept, qopts)
+            if qopts.weight_rounding == "gptq":   # before the bias correction, which sees the new weights
+                from .quant.weight_rounding import apply_weight_rounding
+                apply_weight_rounding(g, fgraph, fkept, samples=qopts.bias_correction_samples)
+            if qopts.bias_correction:
+                apply_bias_correction(g, fgraph, fkept, qopts)
         return g
 
     accuracy = None
@@ -275,6 +303,7 @@ def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_r
                         (str(calib) if isinstance(calib, (str, os.PathLike)) else type(calib).__name__),
                         "samples": getattr(feeds, "total", None), "seconds": round(t_cal, 3)},
         "bias_correction": meta.get("bias_correction"),
+        "weight_rounding": meta.get("weight_rounding") or {"method": "nearest"},
         "int8_nodes": int(meta.get("int8_nodes", 0)), "float_nodes": int(meta.get("float_nodes", 0)),
         "layers": [{"node": layer["node"], "op": layer["op"], "precision": layer["precision"],
                     "choice": layer["choice"]} for layer in meta.get("layers", [])],

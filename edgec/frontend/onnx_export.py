@@ -80,8 +80,17 @@ def _write_node(w: _Writer, n: Node) -> None:
         w.emit("Mod", ins, outs, n.name, fmod=int(a["fmod"]))
     elif op == "conv":
         k = tuple(w.g.values[ins[1]].shape[2:])
-        w.emit("Conv", [i for i in ins if i], outs, n.name, kernel_shape=list(k), strides=list(a["strides"]),
+        lo, hi = a.get("act_min"), a.get("act_max")
+        conv_out = outs if lo is None and hi is None else [w.names(f"{n.name or outs[0]}_preact")]
+        w.emit("Conv", [i for i in ins if i], conv_out, n.name, kernel_shape=list(k), strides=list(a["strides"]),
                pads=list(a["pads"]), dilations=list(a["dilations"]), group=int(a["group"]))
+        if conv_out is not outs:     # a fused relu / clip (edgec.passes.fuse_activation) as ONNX Clip
+            dt = np.dtype(w.g.values[outs[0]].dtype)
+            bounds = [w.const(f"{n.name or outs[0]}_min", np.asarray(lo, dt)) if lo is not None else "",
+                      w.const(f"{n.name or outs[0]}_max", np.asarray(hi, dt)) if hi is not None else ""]
+            while bounds and not bounds[-1]:
+                bounds.pop()
+            w.emit("Clip", conv_out + bounds, outs, f"{n.name or outs[0]}_act")
     elif op == "conv_transpose":
         if any(int(v) < 0 for v in a["pads"]):
             raise KeyError(op)   # an output_shape beyond the natural one: no ONNX attribute form

@@ -28,6 +28,8 @@ own integer kernels (DequantizeLinear on each input, the float op, QuantizeLinea
     integers: the same ONNX op on the integer tensor (exact); global_max_pool: ReduceMax
     int32-output qconv/qdense/qmatmul (identity requantization: imported ConvInteger /
     MatMulInteger, the pass's window sums): ConvInteger / MatMulInteger + int32 Add (exact)
+    qdense_dequant       MatMulInteger + int32 Add of the bias + DequantizeLinear of the int32
+                         accumulator (scale s_x * s_w[c] per axis 1, zero point 0): exact
     cast, reduce_sum, mul on int32 and float nodes: edgec.frontend.onnx_export (the fp32 exporter)
 
 qparams of an integer value come from ``Value.qparams`` (the quantization pass sets them on every
@@ -68,8 +70,8 @@ IR_FILE = "quantized_graph.npz"
 IR_FORMAT = "edgec-ir"
 IR_VERSION = 1
 
-QUANT_OPS = frozenset({"quantize", "dequantize", "requantize", "qconv", "qdense", "qmatmul", "qadd", "qmul",
-                       "qlut"})
+QUANT_OPS = frozenset({"quantize", "dequantize", "requantize", "qconv", "qdense", "qdense_dequant", "qmatmul", "qadd",
+                       "qmul", "qlut"})
 _INT8 = ("uint8", "int8")
 _IDENTITY = (2 ** 30, 1)     # quantize_multiplier(1.0): the exact identity requantization
 # ops that only move or select integers: their 8-bit input and output share the qparams
@@ -410,8 +412,10 @@ class _Exporter:
         (multiplier 2^30, shift 1, zero point 0) has this form."""
         a = n.attrs
         base = n.name or n.outputs[0]
-        if any((int(m), int(sh)) != _IDENTITY for m, sh in zip(_tuple(a["multiplier"]), _tuple(a["shift"]))) \
-                or a["out_zero_point"] != 0:
+        dequant = n.op == "qdense_dequant"
+        if not dequant and (any((int(m), int(sh)) != _IDENTITY for m, sh in zip(_tuple(a["multiplier"]),
+                                                                                _tuple(a["shift"])))
+                            or a["out_zero_point"] != 0):
             raise QdqExportError(f"node {n.name!r} ({n.op}): an int32 output with a requantization other than "
                                  "the identity has no ONNX form")
         x = n.inputs[0]
@@ -440,9 +444,10 @@ class _Exporter:
             else:
                 ins = [x, self.w.const(f"{wname}_t", np.ascontiguousarray(wv.const.T)), zc]
         lo, hi = _qrange("int32")
-        clamp = a["qmin"] > lo or a["qmax"] < hi
+        clamp = not dequant and (a["qmin"] > lo or a["qmax"] < hi)
         has_bias = bias is not None and bool(np.any(bias != 0))
-        acc = self.fresh(f"{base}_acc") if (has_bias or clamp) else n.outputs[0]
+        final = self.fresh(f"{base}_int32") if dequant else n.outputs[0]
+        acc = self.fresh(f"{base}_acc") if (has_bias or clamp) else final
         if n.op == "qconv":
             wv = self.g.values[n.inputs[1]]
             self.w.emit("ConvInteger", ins, [acc], base, kernel_shape=list(wv.shape[2:]), strides=list(a["strides"]),
@@ -450,12 +455,16 @@ class _Exporter:
         else:
             self.w.emit("MatMulInteger", ins, [acc], base)
         if has_bias:
-            out = self.fresh(f"{base}_biased") if clamp else n.outputs[0]
+            out = self.fresh(f"{base}_biased") if clamp else final
             self.w.emit("Add", [acc, self.w.const(f"{base}_bias_q", bias.astype(np.int32))], [out], f"{base}_bias")
             acc = out
         if clamp:
             self.w.emit("Clip", [acc, self.w.const(f"{base}_qmin", np.int32(a["qmin"])),
                                  self.w.const(f"{base}_qmax", np.int32(a["qmax"]))], [n.outputs[0]], f"{base}_clamp")
+        if dequant:
+            # the int32 accumulator times s_x * s_w[c]: DequantizeLinear per axis 1, zero point 0
+            # (exactly float32(acc) * scale[c], the kernel's epilogue)
+            self.dq(final, np.asarray(_tuple(a["scale"]), np.float32), 0, 1, base, dtype="int32", out=n.outputs[0])
 
     def binary(self, n: Node, op_type: str) -> None:
         a = n.attrs
@@ -602,6 +611,8 @@ class _Exporter:
         op = n.op
         if op in ("qconv", "qdense"):
             self.linear(n)
+        elif op == "qdense_dequant":
+            self.linear_int32(n)
         elif op == "qmatmul":
             if n.attrs["out_dtype"] == "int32":
                 self.linear_int32(n)

@@ -28,7 +28,10 @@ def _size(shape) -> int:
 
 
 # -- conv ------------------------------------------------------------------------------------------
-_CONV_ATTRS = {"strides": REQUIRED, "pads": REQUIRED, "dilations": REQUIRED, "group": 1}
+# act_min / act_max: a relu or clip fused into the conv (edgec.passes.fuse_activation): the output
+# is clamped to [act_min, act_max] after the bias (None: unbounded), as clip does
+_CONV_ATTRS = {"strides": REQUIRED, "pads": REQUIRED, "dilations": REQUIRED, "group": 1,
+               "act_min": None, "act_max": None}
 
 
 def _conv_infer(inputs, attrs):
@@ -38,6 +41,10 @@ def _conv_infer(inputs, attrs):
     if len(w.shape) != r + 2:
         raise ValueError(f"conv: weight {list(w.shape)} must have rank {r + 2} for input {list(x.shape)}")
     g = int(attrs["group"])
+    for k in ("act_min", "act_max"):
+        v = attrs.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or np.isnan(v)):
+            raise ValueError(f"conv: attribute {k} must be a number or None, got {v!r}")
     n, c = x.shape[:2]
     m = w.shape[0]
     if g < 1 or c % g or m % g or w.shape[1] * g != c:
@@ -54,8 +61,9 @@ def _conv_macs(inputs, outputs, attrs) -> int:
 
 
 @register("conv", group="nn", infer=_conv_infer, attrs=_CONV_ATTRS, arity=(2, 3), macs=_conv_macs)
-def conv(x, w, bias=None, *, strides, pads, dilations, group):
-    """ONNX Conv with explicit pads (begin..., end...), 1 to 3 spatial axes, grouped."""
+def conv(x, w, bias=None, *, strides, pads, dilations, group, act_min=None, act_max=None):
+    """ONNX Conv with explicit pads (begin..., end...), 1 to 3 spatial axes, grouped; then, when
+    given, a clamp to [act_min, act_max] (a fused relu / clip, with clip's semantics)."""
     n, c = x.shape[:2]
     m, cg, *ks = w.shape
     g, mg = group, m // group
@@ -74,6 +82,10 @@ def conv(x, w, bias=None, *, strides, pads, dilations, group):
             acc += np.matmul(wk, xs)                    # [g, mg, cg] @ [n, g, cg, P]
     if bias is not None:
         acc += bias.reshape(1, g, mg, 1)
+    if act_min is not None:
+        acc = np.maximum(acc, np.asarray(act_min).astype(acc.dtype))
+    if act_max is not None:
+        acc = np.minimum(acc, np.asarray(act_max).astype(acc.dtype))
     return (acc.reshape((n, m) + tuple(out)),)
 
 

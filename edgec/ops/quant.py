@@ -26,7 +26,8 @@ from ..quant.qmath import qrange, requantize as _requantize
 from ..quant.qmath import quantize as _quantize
 from ._common import broadcast_shape
 from ._nn_util import pad_spatial, window_attrs, window_out_shape
-from .nn import conv as _conv_ref
+from ._exact import int_conv as _int_conv_ref
+from ._exact import int_matmul
 
 ACT = ("uint8", "int8")
 _INT_IN = ("uint8", "int8", "int32")
@@ -215,8 +216,7 @@ def qconv(x, w, bias=None, *, strides, pads, dilations, group, x_zero_point, mul
     folded into bias), then per-channel requantize to out_dtype clamped to [qmin, qmax]"""
     xp = pad_spatial(x.astype(np.int64), pads, np.int64(x_zero_point))
     r = x.ndim - 2
-    (acc,) = _conv_ref(xp, w.astype(np.int64), None if bias is None else bias.astype(np.int64),
-                       strides=strides, pads=(0,) * (2 * r), dilations=dilations, group=group)
+    acc = _int_conv_ref(xp, w, bias, strides=strides, pads=(0,) * (2 * r), dilations=dilations, group=group)
     return (_requant(acc, multiplier, shift, out_zero_point, qmin, qmax, out_dtype, axis=1, ndim=acc.ndim),)
 
 
@@ -240,10 +240,47 @@ def _qdense_macs(inputs, outputs, attrs) -> int:
 def qdense(x, w, bias=None, *, x_zero_point, multiplier, shift, out_zero_point, qmin, qmax, out_dtype):
     """int8 dense: acc[M,N] = x @ w.T + bias (int32, zero-point correction folded into bias), then
     per-output-channel requantize to out_dtype clamped to [qmin, qmax]"""
-    acc = x.astype(np.int64) @ w.astype(np.int64).T
+    acc = int_matmul(x, w.T)
     if bias is not None:
         acc = acc + bias.astype(np.int64)
     return (_requant(acc, multiplier, shift, out_zero_point, qmin, qmax, out_dtype, axis=1, ndim=2),)
+
+
+def _float_scales(op: str, v, channels: int) -> tuple[float, ...]:
+    t = v if isinstance(v, tuple) else (v,)
+    if (not t or any(isinstance(s, bool) or not isinstance(s, (int, float)) or not np.isfinite(s) or not s > 0
+                     for s in t)):
+        raise ValueError(f"{op}: scale must be a positive finite number or a tuple of them, got {v!r}")
+    if len(t) not in (1, channels):
+        raise ValueError(f"{op}: scale needs 1 (per-tensor) or {channels} (per-channel) entries, got {len(t)}")
+    return t
+
+
+def _qdense_dequant_infer(inputs, attrs):
+    x, w, bias = (list(inputs) + [None])[:3]
+    _check_act("qdense_dequant", "input", x.dtype)
+    _zp_ok("qdense_dequant", "x_zero_point", attrs["x_zero_point"], x.dtype)
+    if len(x.shape) != 2 or len(w.shape) != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"qdense_dequant: x {list(x.shape)} and w {list(w.shape)} must be [M,K] and [N,K]")
+    _weights_bias("qdense_dequant", w, bias, w.shape[0])
+    _float_scales("qdense_dequant", attrs["scale"], w.shape[0])
+    return [("float32", (x.shape[0], w.shape[0]))]
+
+
+@register("qdense_dequant", group="quant", infer=_qdense_dequant_infer, arity=(2, 3), macs=_qdense_macs,
+          foldable=False, attrs={"x_zero_point": REQUIRED, "scale": REQUIRED})
+def qdense_dequant(x, w, bias=None, *, x_zero_point, scale):
+    """int8 dense with a float32 output: acc[M,N] = x @ w.T + bias (int32, zero-point correction
+    folded into bias, as qdense), then y = float32(acc) * scale[n] (a float32 product, per output
+    channel or one scale): ONNX DequantizeLinear of the accumulator with scale s_x * s_w[n], no
+    8-bit requantization (onnxruntime's MatMulIntegerToFloat). For a layer whose result only feeds
+    float ops (BERT's FFN down-projection before the float residual add)"""
+    acc = int_matmul(x, w.T)
+    if bias is not None:
+        acc = acc + bias.astype(np.int64)
+    s = np.asarray(scale if isinstance(scale, tuple) else (scale,), np.float32)
+    # |acc| < 2^31 (the pass checks the bound): the int32 -> float32 conversion of the kernels
+    return (acc.astype(np.int32).astype(np.float32) * s.reshape(1, -1),)
 
 
 def _qmatmul_infer(inputs, attrs):
@@ -269,7 +306,7 @@ def _qmatmul_macs(inputs, outputs, attrs) -> int:
 def qmatmul(a, b, *, a_zero_point, b_zero_point, multiplier, shift, out_zero_point, qmin, qmax, out_dtype):
     """int8 activation x activation matmul (batch axes broadcast): acc = (a - za) @ (b - zb) in
     int32, then per-tensor requantize"""
-    acc = (a.astype(np.int64) - a_zero_point) @ (b.astype(np.int64) - b_zero_point)
+    acc = int_matmul(a.astype(np.int64) - a_zero_point, b.astype(np.int64) - b_zero_point)
     return (_requant(acc, multiplier, shift, out_zero_point, qmin, qmax, out_dtype),)
 
 

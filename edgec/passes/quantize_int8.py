@@ -47,6 +47,9 @@ class QuantizeOptionsError(EdgecError):
     pass
 
 
+WEIGHT_ROUNDINGS = ("nearest", "gptq")
+
+
 @dataclass(frozen=True)
 class QuantizeOptions:
     """``activation_dtype``: "uint8" (x86) or "int8" (ARM); ``per_channel``: per-output-channel
@@ -57,7 +60,9 @@ class QuantizeOptions:
     below) when calibration samples are available (``quantize_int8(..., calib_feeds=...)``; the
     compiler passes its calibration data); ``bias_correction_samples``: how many of them are
     used for it (the first ones; they are held in memory, and every sample costs one float and
-    one integer run of the graph)."""
+    one integer run of the graph); ``weight_rounding``: "nearest" (round every weight to its
+    channel's scale) or "gptq" (error-compensating rounding on the same samples, before the bias
+    correction: edgec.quant.weight_rounding; scales and integer ops unchanged)."""
     activation_dtype: str = "uint8"
     per_channel: bool = True
     fallback_ops: frozenset = field(default_factory=frozenset)
@@ -65,6 +70,7 @@ class QuantizeOptions:
     fuse_activations: bool = True
     bias_correction: bool = True
     bias_correction_samples: int = 64
+    weight_rounding: str = "nearest"
 
     def __post_init__(self):
         if self.activation_dtype not in ("uint8", "int8"):
@@ -79,6 +85,9 @@ class QuantizeOptions:
                 or self.bias_correction_samples < 1:
             raise QuantizeOptionsError(f"bias_correction_samples must be a positive integer, "
                                        f"got {self.bias_correction_samples!r}")
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise QuantizeOptionsError(f"weight_rounding must be one of {list(WEIGHT_ROUNDINGS)}, "
+                                       f"got {self.weight_rounding!r}")
 
 
 class NotQuantizable(Exception):
@@ -170,10 +179,11 @@ class _Ctx:
         return name
 
     # -- output of a quantized producer --------------------------------------------------------
-    def fused_output(self, node: Node) -> tuple[str, int, int, Node | None]:
+    def fused_output(self, node: Node, out: str | None = None) -> tuple[str, int, int, Node | None]:
         """The float value the producer's integer output stands for, and its clamp range: follows
-        one relu/clip consumer (fusing it) when the producer's output has no other use."""
-        out = node.outputs[0]
+        one relu/clip consumer (fusing it) when the producer's output has no other use.
+        ``out``: the producer's output when it is not ``node.outputs[0]`` (a fused bias add's)."""
+        out = node.outputs[0] if out is None else out
         cons = self.consumers.get(out, [])
         if (self.opt.fuse_activations and len(cons) == 1 and out not in self.g.outputs
                 and cons[0].op in ("relu", "clip") and cons[0].name not in self.opt.fallback_nodes
@@ -197,18 +207,35 @@ class _Ctx:
         return lo, hi
 
     def feeds_only_float(self, node: Node) -> bool:
-        """Every use of the node's outputs is float: a graph output or a consumer with no int8 rule
-        (softmax, layer_norm, ...) or one kept in float by the options."""
-        for out in node.outputs:
-            if out in self.g.outputs:
-                continue
+        """Every use of the node's outputs is float (``value_feeds_only_float``)."""
+        return all(self.value_feeds_only_float(out) for out in node.outputs)
+
+    def value_feeds_only_float(self, out: str, _seen: frozenset = frozenset()) -> bool:
+        """Every use of ``out`` is float: a graph output, a consumer with no int8 rule (softmax,
+        layer_norm, ...) or one kept in float by the options, or an add / mul / reshape whose own
+        result only feeds float ops (the add/mul rule keeps those float, a reshape of a float value
+        stays float), e.g. a bias add before BERT's residual add before a LayerNorm, or the reshape
+        back to [batch, tokens, features] after a Linear exported on [tokens, features]. Other
+        pass-through consumers (transpose, max_pool, ...) count as integer ones."""
+        memo = self.__dict__.setdefault("_float_memo", {})
+        if out in memo:
+            return memo[out]
+        ok = True
+        if out not in self.g.outputs:
             cons = self.consumers.get(out, [])
             if not cons:
-                return False
+                ok = False
             for c in cons:
-                if c.op in QUANT_RULES and c.name not in self.opt.fallback_nodes and c.op not in self.opt.fallback_ops:
-                    return False
-        return True
+                if not ok:
+                    break
+                if c.op not in QUANT_RULES or c.name in self.opt.fallback_nodes or c.op in self.opt.fallback_ops:
+                    continue
+                if (c.op in ("add", "mul", "reshape") and c.name not in _seen
+                        and all(self.value_feeds_only_float(o, _seen | {c.name}) for o in c.outputs)):
+                    continue
+                ok = False
+        memo[out] = ok
+        return ok
 
     def emit_q(self, op, inputs, attrs, fname: str, s: float, z: int, node_name: str) -> str:
         qn = self.b.names(fname + "_q")
@@ -233,13 +260,33 @@ def _weights(ctx: _Ctx, w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarra
     return wq.reshape(w.shape), np.full(w.shape[axis], s[0], np.float32)
 
 
-def _linear(ctx: _Ctx, node: Node, op: str, w: np.ndarray, bias: np.ndarray | None, k_axes, extra: dict) -> list[Node]:
-    """qconv / qdense: per-channel weights on axis 0, int32 bias with the zero-point fold."""
+def _linear(ctx: _Ctx, node: Node, op: str, w: np.ndarray, bias: np.ndarray | None, k_axes, extra: dict,
+            bias_add: Node | None = None) -> list[Node]:
+    """qconv / qdense: per-channel weights on axis 0, int32 bias with the zero-point fold.
+
+    qdense also takes an input of rank > 2 (``x[..., K]``, a MatMul with a constant [K, N]
+    operand): it runs on the ``[prod(...), K]`` view (reshapes are free on bytes) and its result
+    is reshaped back. ``bias_add``: the add of a constant [N] bias that follows (fused into the
+    int32 bias; its output is the layer's output). A qdense whose result only feeds float ops
+    (``value_feeds_only_float``: BERT's attention-output and FFN down-projections before the float
+    residual add, a classifier before its softmax) becomes ``qdense_dequant``: the int32
+    accumulator times ``s_x * s_w[c]`` in float32, with no 8-bit rounding of the output (whose
+    outlier channels one per-tensor scale cannot hold)."""
     x = node.inputs[0]
     xq = ctx.q(x)
     s_x, z_x = ctx.qp(xq)
-    fname, lo, hi, fused = ctx.fused_output(node)
-    s_o, z_o = ctx.act_qparams(fname)
+    to_float = op == "qdense" and ctx.value_feeds_only_float(node.outputs[0])
+    if to_float or bias_add is None:
+        bias_add = None     # a float output keeps a following bias add in float (exact, and cheap)
+    else:
+        bias = ctx.g.values[_other_input(bias_add, node.outputs[0])].const.reshape(-1).astype(np.float32)
+    out = bias_add.outputs[0] if bias_add is not None else node.outputs[0]
+    if to_float:
+        fname, lo, hi, fused = out, ctx.lo, ctx.hi, None
+        s_o = z_o = None
+    else:
+        fname, lo, hi, fused = ctx.fused_output(node, out)
+        s_o, z_o = ctx.act_qparams(fname)
     wq, s_w = _weights(ctx, w, 0)
     if bias is None:
         bias = np.zeros(w.shape[0], np.float32)
@@ -251,17 +298,58 @@ def _linear(ctx: _Ctx, node: Node, op: str, w: np.ndarray, bias: np.ndarray | No
              + abs(z_x) * np.abs(wsum).max())
     if bound >= 2 ** 31:
         raise NotQuantizable(f"the int32 accumulator could overflow (reduction length {k})")
+    wn = ctx.b.add_const(wq, node.inputs[1] + "_q")
+    ctx.b.values[wn] = replace(ctx.b.values[wn], qparams=QParams(tuple(float(v) for v in s_w), (0,) * len(s_w), 0))
+    bname = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else (
+        bias_add.name if bias_add is not None else node.name) + "_bias"
+    bn = ctx.b.add_const(b_fold.astype(np.int32), bname + "_q")
+    xshape = ctx.b.values[xq].shape
+    out_shape = ctx.g.values[out].shape
+    if op == "qdense" and len(xshape) != 2:
+        # x[..., K] as [rows, K]: a view on bytes with the same qparams
+        (x2,) = ctx.b.emit("reshape", [xq], {"shape": (int(np.prod(xshape[:-1])), int(xshape[-1]))},
+                           name=f"{node.name}_rows")
+        ctx.b.values[x2] = replace(ctx.b.values[x2], qparams=QParams((float(s_x),), (int(z_x),)))
+        xq = x2
+    rows = op == "qdense" and tuple(out_shape) != (int(np.prod(xshape[:-1])), w.shape[0])
+    if rows:
+        # the rows are the positions of a sequence, padding included: the empirical bias correction
+        # (a mean over all positions) would fit the padded ones, which the model's output ignores
+        # (MiniLM: cos 0.990 -> 0.969 with it), so these layers are left out of it
+        ctx.__dict__.setdefault("no_bias_correction", []).append(node.name)
+    if to_float:
+        acc_scale = np.float32(s_x) * np.asarray(s_w, np.float32)      # float32 product, as quantize_bias
+        scale = tuple(float(v) for v in acc_scale)
+        attrs = {"x_zero_point": int(z_x), "scale": scale[:1] if len(set(scale)) == 1 else scale}
+        if rows:
+            (y2,) = ctx.b.emit("qdense_dequant", [xq, wn, bn], attrs, name=node.name)
+            ctx.b.emit("reshape", [y2], {"shape": tuple(int(d) for d in out_shape)}, outputs=[out],
+                       name=f"{node.name}_unrows")
+        else:
+            ctx.b.emit("qdense_dequant", [xq, wn, bn], attrs, outputs=[out], name=node.name)
+        ctx.fl.add(out)
+        _record_accumulator(ctx, node.name, out)
+        return [bias_add] if bias_add is not None else []
     mults = [_mult(float(np.float32(s_x) * sw) / s_o) for sw in s_w]
     ms, shifts = zip(*mults)
     if len(set(mults)) == 1:
         ms, shifts = ms[:1], shifts[:1]
-    wn = ctx.b.add_const(wq, node.inputs[1] + "_q")
-    ctx.b.values[wn] = replace(ctx.b.values[wn], qparams=QParams(tuple(float(v) for v in s_w), (0,) * len(s_w), 0))
-    bname = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else node.name + "_bias"
-    bn = ctx.b.add_const(b_fold.astype(np.int32), bname + "_q")
     attrs = dict(extra, x_zero_point=int(z_x), **_req_attrs(ms, shifts, z_o, lo, hi, ctx.dt))
-    ctx.emit_q(op, [xq, wn, bn], attrs, fname, s_o, z_o, node.name)
-    return [fused] if fused is not None else []
+    if rows:
+        (y2,) = ctx.b.emit(op, [xq, wn, bn], attrs, name=node.name)
+        ctx.b.values[y2] = replace(ctx.b.values[y2], qparams=QParams((float(s_o),), (int(z_o),)))
+        ctx.emit_q("reshape", [y2], {"shape": tuple(int(d) for d in out_shape)}, fname, s_o, z_o,
+                   f"{node.name}_unrows")
+    else:
+        ctx.emit_q(op, [xq, wn, bn], attrs, fname, s_o, z_o, node.name)
+    _record_accumulator(ctx, node.name, out)
+    return ([bias_add] if bias_add is not None else []) + ([fused] if fused is not None else [])
+
+
+def _record_accumulator(ctx: _Ctx, qnode: str, value: str) -> None:
+    """The float value (pre-activation, bias included) that a qconv / qdense accumulator stands
+    for, for the bias correction (a fused bias add makes it differ from the node's own output)."""
+    ctx.__dict__.setdefault("accumulators", {})[qnode] = value
 
 
 def rule_conv(ctx: _Ctx, node: Node) -> list[Node]:
@@ -281,12 +369,34 @@ def rule_dense(ctx: _Ctx, node: Node) -> list[Node]:
     return _linear(ctx, node, "qdense", w.const, None if b is None else b.const, (1,), {})
 
 
+def _other_input(node: Node, name: str) -> str:
+    return node.inputs[1] if node.inputs[0] == name else node.inputs[0]
+
+
+def _bias_add(ctx: _Ctx, node: Node, n: int) -> Node | None:
+    """The add of a constant bias of N values that is the only consumer of a matmul's output."""
+    out = node.outputs[0]
+    cons = ctx.consumers.get(out, [])
+    if len(cons) != 1 or out in ctx.g.outputs or cons[0].op != "add":
+        return None
+    add = cons[0]
+    if add.name in ctx.opt.fallback_nodes or "add" in ctx.opt.fallback_ops or len(add.inputs) != 2:
+        return None
+    other = ctx.g.values[_other_input(add, out)]
+    if other.const is None or other.dtype != "float32" or other.const.size != n or other.const.shape[-1:] != (n,):
+        return None
+    if ctx.g.values[add.outputs[0]].shape != ctx.g.values[out].shape:
+        return None
+    return add
+
+
 def rule_matmul(ctx: _Ctx, node: Node) -> list[Node]:
     a, b = (ctx.g.values[i] for i in node.inputs)
-    if len(a.shape) == 2 and len(b.shape) == 2 and b.const is not None and a.const is None:
-        # x @ W with constant W: a dense with per-channel weights W.T
+    if len(a.shape) >= 2 and len(b.shape) == 2 and b.const is not None and a.const is None:
+        # x[..., K] @ W[K, N] with constant W: a dense with per-channel weights W.T on the
+        # [rows, K] view of x, with the bias add that follows fused into its int32 bias
         w = np.ascontiguousarray(b.const.T)
-        return _linear(ctx, node, "qdense", w, None, (1,), {})
+        return _linear(ctx, node, "qdense", w, None, (1,), {}, _bias_add(ctx, node, w.shape[0]))
     if len(a.shape) < 2 or len(b.shape) < 2:
         raise NotQuantizable("1-D matmul operands")
     aq, bq = ctx.q(node.inputs[0]), ctx.q(node.inputs[1])
@@ -639,8 +749,10 @@ def quantize_int8(graph: Graph, ranges: dict, options: QuantizeOptions | None = 
                 for fn in fused:
                     ctx.skip.add(id(fn))
                     fused_into[id(fn)] = node.name
+                emitted = ctx.b.nodes[mark[0]:]
+                main = [n.op for n in emitted if n.name == node.name]
                 ctx.layers.append({"node": node.name, "op": node.op, "precision": "int8",
-                                   "choice": ctx.b.nodes[-1].op if len(ctx.b.nodes) > mark[0] else node.op})
+                                   "choice": main[0] if main else emitted[-1].op if emitted else node.op})
                 continue
         ins = [ctx.f(i) for i in node.inputs]
         for o in node.outputs:
@@ -663,6 +775,10 @@ def quantize_int8(graph: Graph, ranges: dict, options: QuantizeOptions | None = 
         "values": values, "layers": ctx.layers,
         "int8_nodes": sum(1 for l in ctx.layers if l["precision"] == "int8"),
         "float_nodes": sum(1 for l in ctx.layers if l["precision"] == "float"),
+        # qconv / qdense node -> the float value its accumulator stands for (bias correction)
+        "accumulators": dict(ctx.__dict__.get("accumulators", {})),
+        # linear layers over the positions of a sequence (rank > 2 input): no bias correction
+        "no_bias_correction": list(ctx.__dict__.get("no_bias_correction", [])),
     }
     if options.bias_correction and calib_feeds is not None:
         apply_bias_correction(out, graph, calib_feeds, options)
@@ -687,20 +803,19 @@ def apply_bias_correction(qgraph: Graph, float_graph: Graph, feeds, options: Qua
 
 # -- empirical bias correction ---------------------------------------------------------------------
 
-_LINEAR_Q = ("qconv", "qdense")
+_LINEAR_Q = ("qconv", "qdense", "qdense_dequant")
 
 
 def _int_accumulator(node: Node, x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """The int32 accumulator of a qconv / qdense (before requantization), as int64."""
-    if node.op == "qdense":
-        return x.astype(np.int64) @ w.astype(np.int64).T + bias.astype(np.int64)
-    from ..ops.nn import conv as _conv_ref
+    """The int32 accumulator of a qconv / qdense / qdense_dequant (before its epilogue), as int64."""
+    from ..ops._exact import int_conv, int_matmul
+    if node.op in ("qdense", "qdense_dequant"):
+        return int_matmul(x, w.T) + bias.astype(np.int64)
     from ..ops._nn_util import pad_spatial
     xp = pad_spatial(x.astype(np.int64), node.attrs["pads"], np.int64(node.attrs["x_zero_point"]))
     r = x.ndim - 2
-    (acc,) = _conv_ref(xp, w.astype(np.int64), bias.astype(np.int64), strides=node.attrs["strides"],
-                       pads=(0,) * (2 * r), dilations=node.attrs["dilations"], group=node.attrs["group"])
-    return acc
+    return int_conv(xp, w, bias, strides=node.attrs["strides"], pads=(0,) * (2 * r),
+                    dilations=node.attrs["dilations"], group=node.attrs["group"])
 
 
 def _channel_sum(a: np.ndarray) -> np.ndarray:
@@ -732,18 +847,26 @@ def bias_correction(qgraph: Graph, float_graph: Graph, feeds, max_samples: int |
     if not samples:
         return {}
     fnodes = {n.name: n for n in float_graph.nodes}
+    # the float value each accumulator stands for: the node's output, or a fused bias add's
+    accs = dict(qgraph.meta.get("quantization", {}).get("accumulators", {}))
+    skip = set(qgraph.meta.get("quantization", {}).get("no_bias_correction", []))
     # only the qconv / qdense that stand for a float conv / dense / matmul (not e.g. the unit-weight
     # qconv of an avg_pool, whose accumulator is a window sum) and have a constant bias
-    targets = {n.name for n in qgraph.nodes if n.op in _LINEAR_Q and n.name in fnodes
+    targets = {n.name for n in qgraph.nodes if n.op in _LINEAR_Q and n.name in fnodes and n.name not in skip
                and fnodes[n.name].op in ("conv", "dense", "matmul") and len(n.inputs) > 2 and n.inputs[2]
                and qgraph.values[n.inputs[2]].const is not None and qgraph.values[n.inputs[0]].qparams is not None
                and qgraph.values[n.inputs[1]].qparams is not None}
+    if not targets:
+        return {}
+    qgraph_ops = {n.name: n.op for n in qgraph.nodes if n.name in targets}
     # float side: per-channel means of the pre-activation outputs, one float run per sample
     fmeans: dict[str, list[np.ndarray]] = {name: [] for name in targets}  # per sample, per channel
     for feed in samples:
         env = _run(float_graph, feed, keep_all=True)
         for name in targets:
-            y = env[fnodes[name].outputs[0]]
+            y = env[accs.get(name, fnodes[name].outputs[0])]
+            if qgraph_ops[name] != "qconv":
+                y = y.reshape(-1, y.shape[-1])     # a matmul's [..., N]: channels last
             fmeans[name].append(_channel_sum(y) / (y.size // y.shape[1]))
     # quantized side: node by node over all samples, values freed after their last use
     last_use: dict[str, int] = {}

@@ -114,6 +114,41 @@ def test_int8_compiled(tiny, data, fp32_out, tmp_path):
     assert cos.mean() > 0.98 and cos.min() > 0.95, f"int8 vs fp32 cosine mean {cos.mean():.4f} min {cos.min():.4f}"
 
 
+def test_int8_linear_layers(tiny, data):
+    """The pass's defaults on the encoder: every Linear (3-D MatMul with a constant [K, N] + bias
+    add) is a per-channel qdense on the [tokens, K] view; q/k/v and the FFN up-projection (with
+    their bias adds fused) keep 8-bit outputs for the int8 ops after them, the attention-output and
+    FFN down-projections only feed the float residual add -> LayerNorm and output float directly
+    (qdense_dequant); the only qmatmuls are the two attention products per layer. Reference
+    interpreter (bit-exact with the kernels)."""
+    from collections import Counter
+    from edgec.compiler import prepare_graph
+    from edgec.passes.quantize_int8 import QuantizeOptions, quantize_int8
+    from edgec.quant import CalibrationOptions, calibrate
+    from edgec.reference.interpreter import run_graph
+    cfg, _, path = tiny
+    calib, evals, ref = data
+    g, _ = prepare_graph(str(path))
+    ranges = calibrate(g, calib, CalibrationOptions(method="mse", quiet=True))
+    qg = quantize_int8(g, ranges, QuantizeOptions(), calib_feeds=calib)
+    c = Counter(n.op for n in qg.nodes)
+    layers = cfg.num_hidden_layers
+    assert c["qdense"] == 4 * layers and c["qdense_dequant"] == 2 * layers and c["qmatmul"] == 2 * layers
+    assert c["matmul"] == 0
+    choice = {la["node"]: la["choice"] for la in qg.meta["quantization"]["layers"]}
+    for name, want in (("query/MatMul", "qdense"), ("query/Add", "fused into /layers.0/query/MatMul"),
+                       ("intermediate/MatMul", "qdense"), ("attn_out/MatMul", "qdense_dequant"),
+                       ("output/MatMul", "qdense_dequant"), ("output/Add", "float (its result only feeds float ops)")):
+        assert choice["/layers.0/" + name] == want, (name, choice["/layers.0/" + name])
+    w = next(n for n in qg.nodes if n.name == "/layers.0/query/MatMul").inputs[1]
+    assert len(qg.values[w].qparams.scale) == cfg.hidden_size       # per-channel weights
+    # sequence layers: no empirical bias correction (padded positions would dominate its means)
+    assert qg.meta["quantization"]["bias_correction"]["layers"] == 0
+    y8 = np.concatenate([run_graph(qg, f)["embedding"] for f in evals])
+    cos = _cos(y8, ref)
+    assert cos.mean() > 0.998 and cos.min() > 0.995, f"cosine mean {cos.mean():.4f} min {cos.min():.4f}"
+
+
 @pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
 def test_int8_mask_add_in_float(tiny, data, method):
     """The pass with the mask-bias adds kept in float (QuantizeOptions.fallback_nodes), run by the

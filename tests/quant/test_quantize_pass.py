@@ -255,7 +255,8 @@ def test_accumulator_overflow_guard_keeps_the_layer_float():
     assert [n.op for n in qg.nodes] == ["dense"]
     assert "overflow" in qg.meta["quantization"]["layers"][0]["choice"]
     ranges["x"] = (-1.0, 1.0)  # zero point 128: |q - z| <= 128 and 70000 * 128 * 127 < 2^31 fits
-    assert [n.op for n in quantize_int8(g, ranges, QuantizeOptions()).nodes] == ["quantize", "qdense", "dequantize"]
+    # its result is the graph output: the float accumulator output (qdense_dequant), no 8-bit rounding
+    assert [n.op for n in quantize_int8(g, ranges, QuantizeOptions()).nodes] == ["quantize", "qdense_dequant"]
 
 
 def test_bad_options():
@@ -513,7 +514,8 @@ def test_sms_spam_accuracy(sms, method):
     ranges = calibrate(g, [{"features": x} for x in xtr], CalibrationOptions(method=method, quiet=True))
     qg = quantize_int8(g, ranges, QuantizeOptions())
     verify(qg)
-    assert op_counts(qg)["qdense"] == 2 and op_counts(qg)["dense"] == 0
+    # fc2 feeds only the float softmax: qdense_dequant (float output)
+    assert op_counts(qg)["qdense"] == 1 and op_counts(qg)["qdense_dequant"] == 1 and op_counts(qg)["dense"] == 0
     acc_q = float(np.mean(_predict(qg, xte, batch) == yte))
     print(f"sms spam {method}: fp32 {100 * acc_f:.2f}% int8 {100 * acc_q:.2f}% on {len(yte)} test messages")
     assert acc_f > 0.95
@@ -560,7 +562,7 @@ def test_bias_correction_matches_the_float_channel_means():
     assert qg.meta["quantization"]["bias_correction"]["samples"] == 32
     changed = {n for n, v in qg.values.items() if v.const is not None
                and not np.array_equal(v.const, plain.values[n].const)}
-    biases = {n.inputs[2] for n in qg.nodes if n.op in ("qconv", "qdense")}
+    biases = {n.inputs[2] for n in qg.nodes if n.op in ("qconv", "qdense", "qdense_dequant")}
     assert changed and changed <= biases
     # direct call: the second correction of a corrected graph moves nothing
     again = bias_correction(qg, g, feeds)
@@ -569,7 +571,7 @@ def test_bias_correction_matches_the_float_channel_means():
     qenvs = [run_graph(qg, f, keep_all=True) for f in feeds]
     fnodes = {n.name: n for n in g.nodes}
     for node in qg.nodes:
-        if node.op not in ("qconv", "qdense"):
+        if node.op not in ("qconv", "qdense", "qdense_dequant"):
             continue
         x, w, bname = node.inputs[:3]
         s_x = qg.values[x].qparams.scale[0]

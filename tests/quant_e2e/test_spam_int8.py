@@ -67,11 +67,13 @@ def test_accuracy_and_size(spam):
     assert q["size"]["int8_blob_bytes"] == blob8
     assert "quantization int8" in (i8 / "report.txt").read_text()
     ops = [layer["op"] for layer in rep["layers"]]
-    assert ops.count("qdense") == 2 and ops[0] == "quantize"
+    # fc2 only feeds the float softmax: its int32 accumulator dequantized per channel (qdense_dequant)
+    assert ops.count("qdense") == 1 and ops.count("qdense_dequant") == 1 and ops[0] == "quantize"
 
 
 def test_integer_part_bit_exact(spam, tmp_path):
-    """Without the float softmax the output is dequantize(int8 logits): bit-exact on every message."""
+    """Without the float softmax the output is the float logits of qdense_dequant (the int32
+    accumulator times s_x * s_w[c]): bit-exact on every message."""
     import onnx
     from onnx import TensorProto, helper
     m = onnx.load(str(spam["model"]))
@@ -83,7 +85,7 @@ def test_integer_part_bit_exact(spam, tmp_path):
     opts = dict(input_shapes=SHAPES, quantize="int8", calib=spam["calib"], calib_method="percentile")
     out = edgec.compile(str(path), output_dir=tmp_path / "art", **opts)
     graph, info = prepare_graph(str(path), **opts)
-    assert {n.op for n in graph.nodes} == {"quantize", "qdense", "dequantize"}
+    assert {n.op for n in graph.nodes} == {"quantize", "qdense", "qdense_dequant"}
     got = _run_all(edgec.load(out), spam["x"], "logits")
     want = np.concatenate([run_graph(graph, {"features": spam["x"][i:i + 1]})["logits"]
                            for i in range(len(spam["x"]))])

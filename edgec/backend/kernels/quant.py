@@ -23,7 +23,9 @@ x86_64-avx2, qdense and qconv (groups = 1) with uint8 activations run on the pac
 kernels of ``quant_conv`` (vpdpbusd / vpmovzxbw + vpmaddwd), qdense with few rows on the
 unpacked GEMV ``quant_conv.dense_gemv_isa`` (weights read in place; also on aarch64 ``+dotprod``
 with int8 activations, on ``sdot``), depthwise convs with kernel width
->= 5 on VNNI too; qlut uses byte shuffles (``quant_lut``). Everything else uses the portable
+>= 5 on VNNI too; qlut uses byte shuffles (``quant_lut``); qmatmul with uint8 left operands and
+16+ rows on any AVX2 target runs ``quant_conv.matmul_isa`` (vpmaddwd on the int16 differences
+``a - z_a``, ``b - z_b``); qdense_dequant shares qdense's schedules with a float epilogue. Everything else uses the portable
 schedules, which reuse the float kernels' machinery (``_nn_sched.conv_direct`` reading
 uint8/int8 and computing in int32, ``gemm_nn``, ``dense_nt``, ``elementwise.pointwise``) and
 are valid on every target. qadd/qmul/requantize of 8-bit inputs compute in int32 up to the
@@ -41,7 +43,8 @@ from .common import placeholder, prim_func
 from .elementwise import is_nan, pointwise
 from .matrix import DENSE_GEMM_MIN_ROWS, _bcast_index
 from .nn import conv_problem
-from .quant_conv import conv_isa, conv_isa_fits, dense_gemv_fits, dense_gemv_isa, dense_isa, dwconv_isa, dwconv_isa_fits
+from .quant_conv import (conv_isa, conv_isa_fits, dense_gemv_fits, dense_gemv_isa, dense_isa, dwconv_isa,
+                         dwconv_isa_fits, matmul_isa)
 from .quant_isa import target_isa
 from .quant_lut import lut_vector_bytes, qlut_shuffle
 from .registry import KernelSpec, kernel
@@ -169,10 +172,10 @@ def with_tables(spec: KernelSpec, ins: Sequence[te.Tensor], outs: Sequence[te.Te
     if tables is None:
         return scheduled(spec, ins, outs, schedule)
     func = scheduled(spec, list(ins) + list(tables), outs, schedule)
-    n_in = len(ins)
+    n_in, n_tab = len(ins), len(tables)
     params = list(func.params)
-    bufs = params[n_in:n_in + 2]   # 0.27: PrimFunc parameters are the Buffers themselves
-    keep = params[:n_in] + params[n_in + 2:]
+    bufs = params[n_in:n_in + n_tab]   # 0.27: PrimFunc parameters are the Buffers themselves
+    keep = params[:n_in] + params[n_in + n_tab:]
     fills = []
     for buf, vals in zip(bufs, tables.values):
         fills.extend(_const_fill(buf, vals))
@@ -366,21 +369,67 @@ def _i32(e):
     return cast(e, "int32")
 
 
+def _scale_table(scales, channels: int):
+    """Per-channel float32 scales as one int32 buffer of their bit patterns (filled once per call
+    like the requantization tables, read back with a reinterpret), or None when one scale serves
+    every channel."""
+    import numpy as np
+    vals = [float(v) for v in _tuple(scales)]
+    if len(set(vals)) == 1:
+        return None
+    bits = np.asarray(vals, np.float32).view(np.int32)
+    st = te.placeholder((channels,), "int32", name="deq_scale")
+    return _OneTable(st, [int(b) for b in bits])
+
+
+class _OneTable(tuple):
+    """One constant int32 table (``with_tables``)."""
+
+    def __new__(cls, t, vals):
+        obj = super().__new__(cls, (t,))
+        obj.values = (vals,)
+        return obj
+
+
 @kernel("qdense")
 def qdense(spec: KernelSpec):
+    a = spec.attrs
+    n = int(spec.inputs[1].shape[0])
+    tables = _req_tables(a, n)
+
+    def epi(acc, bias_j, j):
+        return _requant_node(acc if bias_j is None else (acc, bias_j), a, j, tables)
+    return _qdense_kernel(spec, epi, tables)
+
+
+@kernel("qdense_dequant")
+def qdense_dequant(spec: KernelSpec):
+    """qdense's schedules (packed ISA dot products, GEMV, portable) with a float epilogue:
+    y = float32(acc + bias) * scale[j], bit-exact with the reference (int32 sum, one rounding
+    int32 -> float32 to nearest even, one float32 product)."""
+    n = int(spec.inputs[1].shape[0])
+    scales = [float(v) for v in _tuple(spec.attrs["scale"])]
+    table = _scale_table(scales, n)
+
+    def epi(acc, bias_j, j):
+        if bias_j is not None:
+            acc = acc + bias_j
+        s = tir.reinterpret("float32", table[0][j]) if table is not None else tir.const(scales[0], "float32")
+        return s * cast(acc, "float32")
+    return _qdense_kernel(spec, epi, table)
+
+
+def _qdense_kernel(spec: KernelSpec, epilogue, tables):
+    """qdense's schedule choice; ``epilogue(acc_int32, bias[j] or None, j)`` makes the output."""
     x = placeholder(spec, 0, "x")
     w = placeholder(spec, 1, "w")
     has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
     bias = placeholder(spec, 2, "bias") if has_bias else None
     m, k = (int(d) for d in x.shape)
     n = int(w.shape[0])
-    a = spec.attrs
-    tables = _req_tables(a, n)
 
     def epi(acc, i, j):
-        if bias is not None:
-            acc = (acc, bias[j])
-        return _requant_node(acc, a, j, tables)
+        return epilogue(acc, bias[j] if bias is not None else None, j)
 
     isa = target_isa(spec.target)
     if isa is not None and str(x.dtype) != isa.x_dtype:
@@ -423,6 +472,19 @@ def qmatmul(spec: KernelSpec):
     def b_fn(bi, kk, nn):
         return _i32(b[tuple(_bcast_index(bbatch, batch, bi)) + (kk, nn)]) - zb
 
+    isa = target_isa(spec.target)
+    avx2 = isa is not None and isa.name in ("vnni", "avx2")
+    if avx2 and str(a.dtype) == "uint8" and m >= 16 and 2 <= k and k * 255 * 255 < 2 ** 31:
+        # vpmaddwd on (a - za) and (b - zb) as int16 (also on VNNI targets, which have AVX2: the
+        # differences do not fit vpdpbusd's 8-bit operands)
+        from .quant_isa import isa_by_name
+        za_i = int(attrs["a_zero_point"])
+        out, sched = matmul_isa(
+            isa_by_name("avx2"), batch, m, n, k,
+            lambda bi, mm, kk: a[tuple(_bcast_index(abatch, batch, bi)) + (mm, kk)],
+            lambda bi, kk, nn: b[tuple(_bcast_index(bbatch, batch, bi)) + (kk, nn)], za_i, int(attrs["b_zero_point"]),
+            lambda acc, mm, nn: _requant_node(acc, attrs))
+        return scheduled(spec, [a, b], [out], sched)
     out, sched = gemm_nn(batch, m, n, k, a_fn, b_fn, "int32", spec.target,
                          lambda acc, bi, mm, nn: _requant_node(acc, attrs), out_shape,
                          lambda idx: (list(idx[:nb]), idx[nb], idx[nb + 1]))

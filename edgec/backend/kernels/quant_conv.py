@@ -12,6 +12,9 @@ qdense with few rows (``dense_gemv_isa``, a GEMV: up to 8 rows on VNNI, 15 on AV
 their [N, K] layout; per output, L int32 lanes accumulate the ``dot`` intrinsic over K in blocks
 of L*G bytes (64 for VNNI, 16 for AVX2), then one horizontal sum, the scalar K tail, the epilogue.
 
+qmatmul (``matmul_isa``, AVX2): per batch index the same packed layout and tiles as dense_isa with
+int16 on both sides: ``a - z_a`` copied to [M, K] int16, ``b - z_b`` packed to [N/8, K/2, 8, 2].
+
 qconv (``conv_isa``, groups == 1, 1-D and 2-D): lanes are output *pixels* of one output channel,
 the weights of that channel are broadcast. The input is copied once per call into a packed
 uint8 buffer
@@ -113,6 +116,72 @@ def dense_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, epil
             xl = sch.get_loops(sch.get_sblock("xk"))
             if m >= 2:
                 sch.parallel(xl[0]) if m * k >= (1 << 16) else None
+
+    return out, schedule
+
+
+def matmul_isa(isa: Isa, batch: tuple, m: int, n: int, k: int, a_fn: Callable, b_fn: Callable, za: int, zb: int,
+               epilogue: Callable):
+    """qmatmul (activation x activation) on AVX2's vpmaddwd with int16 on both sides
+    (``quant_isa.AVX2_OC16``; ``isa`` must be the AVX2 one): per batch index,
+    ``acc[i, j] = sum_k (a[i, k] - za) * (b[k, j] - zb)``, both differences in [-255, 255] (exact in
+    int16; 2 x 255 x 255 fits an int32 lane), ``a - za`` copied per call into [M, K] int16 (K
+    zero-padded to pairs) and ``b - zb`` packed into [N/8, K/2, 8, 2] int16 (zero padded). The
+    register tile is mr rows x jt vectors of 8 outputs, as dense_isa. ``a_fn(bi, i, kk)`` /
+    ``b_fn(bi, kk, j)`` read the operands (bi: the batch indices); ``epilogue(acc, i, j)``.
+    Returns (out, schedule)."""
+    from .quant_isa import AVX2_OC16
+    L, G = isa.lanes, isa.group
+    kp = _ceil_to(k, G)
+    npad = _ceil_to(n, L)
+    nvec = npad // L
+    nb = len(batch)
+    mr = next(v for v in (4, 2, 1) if m % v == 0)
+    jt = next(v for v in range(min(max(1, isa.max_acc // mr), 4), 0, -1) if nvec % v == 0)
+    zac, zbc = tir.const(za, "int32"), tir.const(zb, "int32")
+    xk = te.compute((*batch, m, kp), lambda *i: tir.if_then_else(
+        i[-1] < k, cast(cast(a_fn(list(i[:nb]), i[-2], tir.min(i[-1], k - 1)), "int32") - zac, "int16"),
+        tir.const(0, "int16")), name="xk")
+
+    def wval(*i):
+        bi, (a, b, c, d) = list(i[:nb]), i[nb:]
+        row, col = a * L + c, b * G + d
+        v = cast(cast(b_fn(bi, tir.min(col, k - 1), tir.min(row, n - 1)), "int32") - zbc, "int16")
+        ok = tir.all(row < n, col < k) if (npad != n or kp != k) else None
+        return v if ok is None else tir.if_then_else(ok, v, tir.const(0, "int16"))
+    wp = te.compute((*batch, npad // L, kp // G, L, G), wval, name="wp")
+    rk = te.reduce_axis((0, kp), name="rk")
+    acc = te.compute((*batch, m, npad), lambda *i: te.sum(
+        cast(xk[(*i[:nb], i[nb], rk)], "int32") * cast(wp[(*i[:nb], i[nb + 1] // L, rk // G, i[nb + 1] % L, rk % G)],
+                                                       "int32"), axis=rk), name="acc")
+    out = te.compute((*batch, m, n), lambda *i: epilogue(acc[i], i[nb], i[nb + 1]), name="out")
+
+    def schedule(sch, spec) -> None:
+        b = sch.get_sblock("acc")
+        loops = sch.get_loops(b)
+        bl, (i, j, kk) = loops[:nb], loops[nb:]
+        io, ii = sch.split(i, [None, mr])
+        jo, jt_, ji = sch.split(j, [None, jt, L])
+        ko, ki = sch.split(kk, [None, G])
+        sch.reorder(*bl, jo, io, ko, ii, jt_, ji, ki)
+        b_out = sch.get_sblock("out")
+        sch.reverse_compute_at(b_out, io)
+        ol = sch.get_loops(b_out)
+        if n % L == 0:
+            _, v = sch.split(ol[-1], [None, L])
+            sch.vectorize(v)
+        total = 1
+        for d in batch:
+            total *= d
+        if nb and total >= 2 and total * m * n * k >= PARALLEL_MIN_MACS:
+            sch.parallel(sch.fuse(*bl) if nb > 1 else bl[0])
+        sch.decompose_reduction(b, ko)
+        sch.tensorize(ji, AVX2_OC16)
+        sch.unroll(jt_)
+        sch.unroll(ii)
+        for name in ("wp", "xk"):
+            pl = sch.get_loops(sch.get_sblock(name))
+            sch.vectorize(pl[-1])
 
     return out, schedule
 

@@ -23,6 +23,9 @@ VNNI (AVX-512, ``+avx512vnni``): L = 16, group = 4, one ``vpdpbusd`` (u8 x s8, f
 summed into each int32 lane without saturation). TVM's stock intrinsic passes int32x16 operands
 that LLVM >= 21 rejects; these reinterpret to int8x64.
 
+AVX2 also registers ``AVX2_OC16`` (``oc`` with int16 activations: qmatmul's ``a - z_a`` against
+``b - z_b``, both in [-255, 255], one ``vpmaddwd``; 2 x 255 x 255 fits an int32 lane).
+
 AVX2 (``+avx2``): L = 8, group = 2: ``vpmovzxbw`` widens 16 uint8 to int16 (exact), the weights
 are int16 already (``dot``: ``vpmovsxbw`` widens 16 int8 weights), ``vpmaddwd`` multiplies int16
 pairs and adds each pair into an int32 lane
@@ -244,9 +247,39 @@ def _register_avx2_intrins(isa: Isa) -> None:
                 T.Cast("int16x16", B.vload([0], dtype="int8x16")),
                 dtype="int32x8")
 
-    for name, desc, impl in ((isa.oc, oc_desc, oc_impl), (isa.px, px_desc, px_impl), (isa.dot, dot_desc, dot_impl)):
+    @T.prim_func(s_tir=True)
+    def oc16_desc(A: T.Buffer((2,), "int16", offset_factor=1), B: T.Buffer((8, 2), "int16", offset_factor=1),
+                  C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:2], B[0:8, 0:2])
+            T.writes(C[0:8])
+            for i in T.serial(0, 8):
+                for k in T.serial(0, 2):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def oc16_impl(A: T.Buffer((2,), "int16", offset_factor=1), B: T.Buffer((8, 2), "int16", offset_factor=1),
+                  C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:2], B[0:8, 0:2])
+            T.writes(C[0:8])
+            C[T.ramp(T.int32(0), 1, 8)] = C.vload([0], dtype="int32x8") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                B.vload([0, 0], dtype="int16x16"),
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"), 8), dtype="int16x16"),
+                dtype="int32x8")
+
+    for name, desc, impl in ((isa.oc, oc_desc, oc_impl), (isa.px, px_desc, px_impl), (isa.dot, dot_desc, dot_impl),
+                             (AVX2_OC16, oc16_desc, oc16_impl)):
         if not _registered(name):
             TensorIntrin.register(name, desc, impl)
+
+
+# AVX2 "oc" with int16 activations too (A int16 pairs broadcast, B int16 [8, 2], one vpmaddwd):
+# qmatmul feeds it (a - z_a) and (b - z_b), both in [-255, 255]; 2 x 255 x 255 fits an int32 lane
+AVX2_OC16 = "edgec_avx2_oc16_8x2"
 
 
 def _register_sdot() -> Isa:
