@@ -54,6 +54,19 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import bench_fp32  # noqa: E402  (stats, C runner helpers, machine info)
 
+
+def _load_module(name: str, path: Path):
+    """A module by file path under a name of its own: benchmarks/models.py and the text example's
+    models.py must not shadow each other through sys.path."""
+    import importlib.util
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
 RESULTS = REPO / "benchmarks" / "results"
 
 
@@ -116,7 +129,7 @@ def _file(p: Path):
 
 def _generated(fn_name: str):
     def make(work):
-        import models
+        models = _load_module("edgec_benchmark_models", REPO / "benchmarks" / "models.py")
         out = work / f"{fn_name}.onnx"
         if not out.is_file():
             import onnx
@@ -150,8 +163,9 @@ def _bert_data(seed, n, is_eval):
 def _trec_questions(seed, n, is_eval):
     """Real TREC-6 questions featurized as the text example's student reads them (features, ids)."""
     from tests.shared_data import shared_data
-    sys.path.insert(0, str(REPO / "examples" / "text_classification"))
-    from tokenizer import MAX_TOKENS, STUDENT_BUCKETS, TEACHER_VOCAB, Featurizer
+    tok = _load_module("edgec_example_tokenizer", REPO / "examples" / "text_classification" / "tokenizer.py")
+    MAX_TOKENS, STUDENT_BUCKETS, TEACHER_VOCAB, Featurizer = (tok.MAX_TOKENS, tok.STUDENT_BUCKETS, tok.TEACHER_VOCAB,
+                                                              tok.Featurizer)
     path = shared_data("textcls") / "trec6" / ("test.tsv" if is_eval else "train.tsv")
     texts = [ln.split("\t", 1)[1] for ln in path.read_text().splitlines() if "\t" in ln]
     rng = np.random.default_rng(seed)
