@@ -14,16 +14,24 @@ is the top-1 agreement with the fp32 model (fp32 scores 1.0 by definition).
 The search (``accuracy_aware_quantize``):
 1. evaluate fp32 and the fully quantized graph on all validation samples (2 evaluations); if
    the drop is within the budget nothing falls back (step 2 still runs: the report lists it);
-2. one sensitivity pass over the first S samples, S = min(N, ``sensitivity_samples`` (64),
-   max(8, 16 N / L)) (so that it costs at most about 8 full evaluations): for every
-   quantizable layer (a node the full int8 graph computes in integers, together with the
-   relu/clip fused into it), the graph with ONLY that layer in int8 is run and its first output
-   compared with fp32: sensitivity = relative RMS error ||y_q - y|| / ||y||. The nodes before
-   the layer are the fp32 graph's own, so their values are taken from the cached fp32 run and
-   only the rest of the graph is re-run: about L/2 forward passes of the subset in all;
-3. the layers sorted by sensitivity (most sensitive first); the smallest k such that the graph
-   with the k most sensitive layers in float meets the budget is found by bisection over k in
-   (0, L]: ceil(log2(L)) evaluations (k = L is the fp32 graph itself, which always meets it).
+2. one sensitivity pass over S samples, S = min(N, ``sensitivity_samples`` (64),
+   max(8, 16 N / L)) (so that it costs at most about 8 full evaluations): the first S
+   (``sensitivity_selection="first"``, the default) or the S with the smallest fp32 top-1
+   margin ("margin"; not better on PP-OCR, docs/quantization.md section 10):
+   for every quantizable layer (a node the full int8 graph computes in integers, together with
+   the relu/clip fused into it), the graph with ONLY that layer in int8 is run and its first
+   output compared with fp32: sensitivity = relative RMS error ||y_q - y|| / ||y||. The nodes
+   before the layer are the fp32 graph's own, so their values are taken from the cached fp32 run
+   and only the rest of the graph is re-run: about L/2 forward passes of the subset in all;
+3. the layers sorted by sensitivity (most sensitive first); the prefixes of that ranking of
+   k = 1, 2, ..., P layers (P = ``prefix_evaluations``, 8, at most L - 1) are evaluated in turn
+   and the first within the budget is kept: the drop is not monotone in k on real models, so a
+   bisection alone can jump over a small k that meets it; 4. only if no k <= P does: the smallest
+   k in (P, L] by bisection (k = L is the fp32 graph itself, which always meets it).
+   Full evaluations: at most 2 + min(P, L - 1) + ceil(log2(L - P)) (+ 1 when only k = L meets it).
+Each evaluated candidate is the graph the compiler would return (quantized and finished from the
+compile graph, so the bias correction sees the same samples), re-batched for the evaluation; the
+graph returned is the evaluated candidate itself.
 Evaluations run the numpy reference (``edgec.reference``), batched when the graph still
 computes the same outputs with its inputs' first axis multiplied by the batch (checked on the
 first samples; otherwise one sample at a time).
@@ -278,13 +286,26 @@ def _top1(y: np.ndarray) -> np.ndarray:
     return y.reshape(n, -1, y.shape[-1]).argmax(-1).reshape(n, -1)
 
 
-def _check_options(max_drop, sensitivity_samples, batch) -> None:
+def _margins(y: np.ndarray) -> np.ndarray:
+    """Per sample: the smallest, over its predictions, gap between the two highest scores of the
+    last axis (float64, [N])."""
+    n = y.shape[0]
+    z = np.sort(y.reshape(n, -1, y.shape[-1]).astype(np.float64), axis=-1)
+    return (z[..., -1] - z[..., -2]).min(axis=1)
+
+
+SELECTIONS = ("first", "margin")
+
+
+def _check_options(max_drop, sensitivity_samples=64, batch=64, prefix_evaluations=8) -> None:
     if max_drop is not None and (isinstance(max_drop, bool) or not isinstance(max_drop, (int, float))
                                  or not math.isfinite(max_drop) or not 0 <= max_drop < 1):
         raise AccuracyOptionsError(f"max_accuracy_drop must be a fraction in [0, 1) (0.01 = 1 point), got {max_drop!r}")
     for nm, v in (("sensitivity_samples", sensitivity_samples), ("batch", batch)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise AccuracyOptionsError(f"{nm} must be a positive integer, got {v!r}")
+    if isinstance(prefix_evaluations, bool) or not isinstance(prefix_evaluations, int) or prefix_evaluations < 0:
+        raise AccuracyOptionsError(f"prefix_evaluations must be a non-negative integer, got {prefix_evaluations!r}")
 
 
 def quantizable_layers(qmeta: dict) -> dict[str, list[str]]:
@@ -320,7 +341,8 @@ def _common_prefix(a: Graph, b: Graph) -> int:
 
 def accuracy_aware_quantize(graph: Graph, ranges: dict, options, val: ValidationData, max_drop: float | None,
                             finish: Callable[[Graph], Graph] | None = None, sensitivity_samples: int = 64,
-                            batch: int = 64, progress: Callable[[str], None] | None = None
+                            batch: int = 64, progress: Callable[[str], None] | None = None,
+                            prefix_evaluations: int = 8, sensitivity_selection: str = "first"
                             ) -> tuple[Graph, dict[str, Any]]:
     """Quantize ``graph`` (fp32, after the default pipeline) with ``ranges`` and ``options``
     (a QuantizeOptions; its ``fallback_nodes`` are kept in float in every candidate), falling back
@@ -332,7 +354,10 @@ def accuracy_aware_quantize(graph: Graph, ranges: dict, options, val: Validation
     Returns the quantized graph (of ``graph``'s shapes) and the report section
     (see the module docstring and docs/quantization.md)."""
     from ..passes.quantize_int8 import quantize_int8
-    _check_options(max_drop, sensitivity_samples, batch)
+    _check_options(max_drop, sensitivity_samples, batch, prefix_evaluations)
+    if sensitivity_selection not in SELECTIONS:
+        raise AccuracyOptionsError(f"sensitivity_selection must be one of {', '.join(SELECTIONS)}, "
+                                   f"got {sensitivity_selection!r}")
     finish = finish or (lambda g: g)
     t0 = time.perf_counter()
     base_fallback = frozenset(options.fallback_nodes)
@@ -367,7 +392,23 @@ def accuracy_aware_quantize(graph: Graph, ranges: dict, options, val: Validation
     m32 = float((p32 == ref).mean())
     say(f"accuracy-aware int8: fp32 {100 * m32:.2f}% on {n} validation sample(s) "
         f"({'labels' if labels is not None else 'agreement with fp32, no labels'}; {time.perf_counter() - t0:.1f} s)")
-    full_b = build(ev.bgraph, ())
+    built: dict[frozenset, Graph] = {}
+
+    def candidate(fallback: Iterable[str]) -> Graph:
+        """The graph the compiler would return with ``fallback`` in float (quantized and finished
+        from the compile graph itself, so that a data-dependent ``finish`` such as the bias
+        correction sees exactly the samples it sees there), re-batched for the evaluation."""
+        key = frozenset(fallback)
+        g1 = built[key] = build(graph, key)
+        if ev.batch == 1:
+            return g1
+        gb = _rebatch(g1, ev.batch)
+        if gb is None:
+            raise EdgecError(f"accuracy-aware int8: the quantized graph of {graph.name!r} does not re-batch "
+                             f"although its fp32 graph does (please report this)")
+        return gb
+
+    full_b = candidate(())
     m8 = metric_of(full_b, "full int8")
     layers = quantizable_layers(full_b.meta["quantization"])
     names = list(layers)
@@ -379,13 +420,21 @@ def accuracy_aware_quantize(graph: Graph, ranges: dict, options, val: Validation
     final_metric = m8
     status = "met with every layer in int8"
     over = max_drop is not None and m32 - m8 > max_drop + 1e-12
+    n_prefix, bisected = 0, False
     if names:
         # one sensitivity pass (also when int8 already meets the budget: the report lists it): each
         # layer alone in int8, on a subset, re-running only the nodes past the prefix shared with fp32
         ts = time.perf_counter()
         # S samples; L layers re-run about half the graph each: at most ~8 full evaluations' work
         s = min(n, sensitivity_samples, max(8, -(-16 * n // len(names))))
-        sub = ValidationData({k: a[:s] for k, a in val.inputs.items()}, None, val.source, val.labels_key)
+        if s < n and sensitivity_selection == "margin":
+            # the S samples whose fp32 top-1 is closest to changing (smallest gap between the two
+            # highest scores, the smallest over a sample's predictions): the ones whose top-1 the
+            # metric can lose, so the error that matters is measured where it matters
+            sel = np.sort(np.argsort(_margins(y32), kind="stable")[:s])
+        else:
+            sel = np.arange(s)
+        sub = ValidationData({k: a[sel] for k, a in val.inputs.items()}, None, val.source, val.labels_key)
         es = _Evaluator(graph, sub, batch, trusted=ev.batch > 1) if s < n else ev
         singles = {}
         for name in names:
@@ -421,23 +470,38 @@ def accuracy_aware_quantize(graph: Graph, ranges: dict, options, val: Validation
         for rank, name in enumerate(order, 1):
             sens[name]["rank"] = rank
     if over and names:
-        # bisection over k: bad at 0 (measured), good at L (the fp32 graph)
-        lo, hi = 0, len(order)
+        # 1) prefixes of the ranking, k = 1, 2, ..., P (P = prefix_evaluations, at most L - 1):
+        #    the smallest k within the budget wins; 2) only if none is: bisection over k in (P, L]
+        #    (bad at P (measured, or k = 0), good at L: the fp32 graph)
         results = {}
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            fb = [x for name in order[:mid] for x in layers[name]]
-            mm = metric_of(build(ev.bgraph, fb), f"{mid} most sensitive layer(s) in float")
-            results[mid] = mm
-            search.append({"float_layers": mid, "metric": mm, "drop": m32 - mm})
-            if m32 - mm <= max_drop + 1e-12:
-                hi = mid
-            else:
-                lo = mid
-        k = hi
+
+        def trial(k: int) -> bool:
+            fb = [x for name in order[:k] for x in layers[name]]
+            mm = metric_of(candidate(fb), f"{k} most sensitive layer(s) in float")
+            results[k] = mm
+            search.append({"float_layers": k, "metric": mm, "drop": m32 - mm})
+            return m32 - mm <= max_drop + 1e-12
+
+        k = None
+        p = min(prefix_evaluations, len(order) - 1)
+        for kk in range(1, p + 1):
+            n_prefix = kk
+            if trial(kk):
+                k = kk
+                break
+        if k is None:
+            bisected = True
+            lo, hi = p, len(order)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if trial(mid):
+                    hi = mid
+                else:
+                    lo = mid
+            k = hi
         chosen = order[:k]
         if k == len(order):
-            final_metric = metric_of(build(ev.bgraph, [x for name in chosen for x in layers[name]]),
+            final_metric = metric_of(candidate([x for name in chosen for x in layers[name]]),
                                      "every layer in float")
             search.append({"float_layers": k, "metric": final_metric, "drop": m32 - final_metric})
             status = "met only with every layer in float: no layer stays in int8"
@@ -449,7 +513,8 @@ def accuracy_aware_quantize(graph: Graph, ranges: dict, options, val: Validation
     elif over:
         status = "not met: no layer is computed in int8"
     fallback = [x for name in chosen for x in layers[name]]
-    qgraph = build(graph, fallback)
+    qgraph = built[frozenset(fallback)]         # the evaluated candidate, in the compile graph's shapes
+    plan = {"prefix_evaluations": prefix_evaluations, "prefixes_tried": n_prefix, "bisection": bisected}
     section = {
         "metric": (f"top-1 accuracy of output {graph.outputs[0]!r} against labels {val.labels_key!r}"
                    if labels is not None else
@@ -462,8 +527,11 @@ def accuracy_aware_quantize(graph: Graph, ranges: dict, options, val: Validation
         "fallback_layers": chosen,
         "sensitivity": {"measure": f"relative RMS error of output {graph.outputs[0]!r} with only that layer in int8",
                         "samples": s_count, "seconds": round(t_sens, 3),
+                        "selection": (f"the {s_count} of {n} samples with the smallest fp32 top-1 margin"
+                                      if s_count < n and sensitivity_selection == "margin"
+                                      else f"the first {s_count} of {n} samples"),
                         "layers": sens},
-        "evaluations": evaluations, "batch": ev.batch, "search": search,
+        "evaluations": evaluations, "batch": ev.batch, "search": search, "search_plan": plan,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return qgraph, section

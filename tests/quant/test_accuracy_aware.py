@@ -2,11 +2,16 @@
 
 - a seeded MLP whose layer fc3 is made very sensitive to int8 (every output channel has a
   weight of 1000 on an input that is always 0, so per-channel weight scales crush the real
-  weights): the search keeps exactly fc3 in float and meets a 1-point budget; the number of
-  full evaluations is bounded by 2 + ceil(log2(L)) (counted independently of the report);
+  weights): the search keeps exactly fc3 in float and meets a 1-point budget (the first prefix,
+  k = 1: 3 full evaluations, counted independently of the report);
 - the same MLP without the outlier: the budget is already met, nothing falls back;
+- the search: prefixes k = 1, 2, ... of the sensitivity ranking first (up to
+  ``prefix_evaluations``), then a bisection over the rest; a metric made non-monotone in k (as
+  PP-OCR's is), where the bisection alone over-shoots to k = 4 and the prefix search keeps k = 1;
+  the bisection after a cap of prefixes that all fail;
 - the one-pass sensitivities (re-running only past the prefix shared with fp32, batched) equal
-  the ones computed directly with run_graph, sample by sample, on "only this layer int8" graphs;
+  the ones computed directly with run_graph, sample by sample, on "only this layer int8" graphs,
+  on all samples, on the first S and on the S smallest-margin ones (``sensitivity_selection``);
 - batched and per-sample evaluation give the same search;
 - validation data errors (names, shapes, labels) and option errors;
 - end to end: `edgec compile --quantize int8 --calib --val --max-accuracy-drop` on the SMS
@@ -121,11 +126,12 @@ def test_sensitive_layer_falls_back(sensitive, monkeypatch):
     # the figures are real: recomputed sample by sample with the reference interpreter
     assert s["fp32"] == pytest.approx(_accuracy(graph, xv, labels), abs=1e-12)
     assert s["final"] == pytest.approx(_accuracy(qgraph, xv, labels), abs=1e-12)
-    # bounded work: fp32, full int8 and a bisection over the L = 6 layers
+    # bounded work: fp32, full int8 and the first prefix of the ranking (k = 1 meets the budget)
     n_layers = len(s["sensitivity"]["layers"])
     assert n_layers == DEPTH
     full = [c for c in calls if c == len(xv)]
-    assert len(full) == s["evaluations"] <= 2 + math.ceil(math.log2(n_layers))
+    assert len(full) == s["evaluations"] == 3
+    assert [r["float_layers"] for r in s["search"]] == [0, 1]
     assert s["batch"] == 58 and s["sensitivity"]["samples"] == 64     # 7 even chunks of 400; S = 64
 
 
@@ -150,17 +156,67 @@ def test_agreement_without_labels(sensitive):
 
 
 def test_tight_budget_bisects(sensitive):
-    """A zero budget needs more layers in float; the search still stays within log2(L) steps and
-    the chosen k is minimal among the evaluated ones."""
+    """A zero budget needs more layers in float: the prefixes k = 1, 2, ... of the ranking are
+    tried first (at most ``prefix_evaluations``, here L - 1 = 5 at most), then a bisection over
+    the rest; the chosen k is the smallest of the evaluated ones that meets the budget, and the
+    evaluations stay within 2 + min(P, L - 1) + ceil(log2(L - P)) (+ 1 when only k = L meets it)."""
     graph, ranges, xv, labels = sensitive
     val = load_validation({"x": xv, "labels": labels}, graph)
-    _, s = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.0, finish=_finish)
-    assert s["budget_met"] and s["final_drop"] <= 0
-    k = len(s["fallback_layers"])
-    assert k >= 1 and s["fallback_layers"][0] == "fc3"
-    assert s["evaluations"] <= 3 + math.ceil(math.log2(DEPTH))
-    fails = [r["float_layers"] for r in s["search"] if r["drop"] > 0]
-    assert all(f < k for f in fails) and (k - 1) in fails
+    for p in (8, 1, 0):
+        _, s = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.0, finish=_finish,
+                                       prefix_evaluations=p)
+        assert s["budget_met"] and s["final_drop"] <= 0
+        k = len(s["fallback_layers"])
+        assert k >= 1 and s["fallback_layers"][0] == "fc3"
+        pp = min(p, DEPTH - 1)
+        assert s["evaluations"] <= 3 + pp + math.ceil(math.log2(max(1, DEPTH - pp)))
+        tried = [r["float_layers"] for r in s["search"][1:]]
+        assert tried[:min(pp, k)] == list(range(1, min(pp, k) + 1))     # the prefixes first, in order
+        fails = [r["float_layers"] for r in s["search"] if r["drop"] > 0]
+        assert all(f < k for f in fails) and (k - 1) in fails
+
+
+def _non_monotone(monkeypatch, bad: int):
+    """Make every candidate graph with exactly ``bad`` layers in float give shuffled outputs, so the
+    metric is not monotone in k (as measured on PP-OCR, docs/quantization.md section 10)."""
+    orig = acc_mod._Evaluator.first_output
+
+    def first_output(self, g, count):
+        y = orig(self, g, count)
+        q = g.meta.get("quantization")
+        if q is not None and sum(r["precision"] == "float" and r["op"] == "dense" for r in q["layers"]) == bad:
+            y = y[:, :, ::-1]            # reversed class scores: (nearly) every prediction changes
+        return y
+    monkeypatch.setattr(acc_mod._Evaluator, "first_output", first_output)
+
+
+def test_prefix_search_avoids_bisection_overshoot(sensitive, monkeypatch):
+    """A metric that is not monotone in k: with k = 3 (the bisection's first probe over L = 6)
+    failing, the bisection alone (prefix_evaluations=0) over-shoots to k = 4 although k = 1 meets
+    the budget; the prefix search tries k = 1 first and keeps fc3 alone in float, in 3 evaluations."""
+    graph, ranges, xv, labels = sensitive
+    val = load_validation({"x": xv, "labels": labels}, graph)
+    _non_monotone(monkeypatch, bad=3)
+    _, b = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.01, finish=_finish, prefix_evaluations=0)
+    assert [r["float_layers"] for r in b["search"]] == [0, 3, 4]
+    assert len(b["fallback_layers"]) == 4 and b["fallback_layers"][0] == "fc3" and b["budget_met"]
+    _, a = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.01, finish=_finish)
+    assert a["fallback_layers"] == ["fc3"] and a["budget_met"] and a["final_drop"] <= 0.01
+    assert [r["float_layers"] for r in a["search"]] == [0, 1] and a["evaluations"] == 3
+    assert a["search_plan"] == {"prefix_evaluations": 8, "prefixes_tried": 1, "bisection": False}
+
+
+def test_prefix_cap_then_bisection(sensitive, monkeypatch):
+    """No prefix within the cap meets the budget (k = 1 is made to fail): the bisection runs over
+    (P, L] = (1, 6] and finds k = 2, the smallest that meets it."""
+    graph, ranges, xv, labels = sensitive
+    val = load_validation({"x": xv, "labels": labels}, graph)
+    _non_monotone(monkeypatch, bad=1)
+    _, a = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.01, finish=_finish, prefix_evaluations=1)
+    assert [r["float_layers"] for r in a["search"]] == [0, 1, 3, 2]
+    assert len(a["fallback_layers"]) == 2 and a["fallback_layers"][0] == "fc3" and a["budget_met"]
+    assert a["evaluations"] == 5 <= 2 + 1 + math.ceil(math.log2(DEPTH - 1))
+    assert a["search_plan"] == {"prefix_evaluations": 1, "prefixes_tried": 1, "bisection": True}
 
 
 def test_sensitivity_equals_direct_computation(sensitive):
@@ -181,6 +237,35 @@ def test_sensitivity_equals_direct_computation(sensitive):
         yq = np.stack([run_graph(g1, {"x": xv[i:i + 1]})[out] for i in range(n)]).astype(np.float64)
         want = math.sqrt(((yq - y) ** 2).sum() / (y ** 2).sum())
         assert s["sensitivity"]["layers"][name]["sensitivity"] == pytest.approx(want, rel=1e-4), name
+
+
+def test_sensitivity_on_smallest_margin_samples(sensitive):
+    """S < N: with sensitivity_selection="margin" the sensitivity pass runs on the S samples with
+    the smallest fp32 top-1 margin (the ones the metric can lose); "first" (the default) on the
+    first S. Both equal the direct computation on those samples."""
+    graph, ranges, xv, labels = sensitive
+    n, s_n = 120, 12
+    val = load_validation({"x": xv[:n], "labels": labels[:n]}, graph)
+    out = graph.outputs[0]
+    y = np.stack([run_graph(graph, {"x": xv[i:i + 1]})[out] for i in range(n)]).astype(np.float64)
+    top2 = np.sort(y[:, 0], axis=1)[:, -2:]
+    small = np.sort(np.argsort(top2[:, 1] - top2[:, 0], kind="stable")[:s_n])
+    full = _finish(quantize_int8(graph, ranges, QuantizeOptions()))
+    layers = quantizable_layers(full.meta["quantization"])
+    for sel, idx in (("margin", small), ("first", np.arange(s_n))):
+        _, s = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, None, finish=_finish,
+                                       sensitivity_samples=s_n, sensitivity_selection=sel)
+        assert s["sensitivity"]["samples"] == s_n and s["sensitivity"]["selection"].startswith(
+            "the 12 of 120 samples with the smallest" if sel == "margin" else "the first 12")
+        for name in ("fc3", "fc5"):
+            others = [x for o, nodes in layers.items() if o != name for x in nodes]
+            g1 = _finish(quantize_int8(graph, ranges, QuantizeOptions(fallback_nodes=frozenset(others))))
+            yq = np.stack([run_graph(g1, {"x": xv[i:i + 1]})[out] for i in idx]).astype(np.float64)
+            want = math.sqrt(((yq - y[idx]) ** 2).sum() / (y[idx] ** 2).sum())
+            assert s["sensitivity"]["layers"][name]["sensitivity"] == pytest.approx(want, rel=1e-4), (sel, name)
+    assert not np.array_equal(small, np.arange(s_n))      # the two selections really differ here
+    with pytest.raises(AccuracyOptionsError, match="sensitivity_selection"):
+        accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.01, sensitivity_selection="random")
 
 
 def test_batched_equals_per_sample(sensitive):
@@ -234,6 +319,14 @@ def test_single_score_output_refused():
     ranges = calibrate(graph, load_calibration({"x": x}, graph), CalibrationOptions(quiet=True))
     with pytest.raises(ValidationDataError, match=r"shape \[1, 1\] per sample: top-1"):
         accuracy_aware_quantize(graph, ranges, QuantizeOptions(), load_validation({"x": x}, graph), 0.01)
+
+
+def test_bad_prefix_evaluations(sensitive):
+    graph, ranges, xv, _ = sensitive
+    for bad in (-1, 2.0, True):
+        with pytest.raises(AccuracyOptionsError, match="prefix_evaluations"):
+            accuracy_aware_quantize(graph, ranges, QuantizeOptions(), load_validation({"x": xv[:4]}, graph), 0.01,
+                                    prefix_evaluations=bad)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 5, float("nan"), True])

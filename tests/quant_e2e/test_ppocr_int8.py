@@ -11,7 +11,16 @@ pixels, so its input takes exactly these 256 values per element).
   figure and mean |dp| are printed: 188/200 = 94.0%, mean |dp| 0.0153; the issue's target is
   95%, not reached);
 - slow: the other calibration methods, and N(0, 1) inputs (calibrated on N(0, 1)), with the
-  reference interpreter."""
+  reference interpreter;
+- slow: ``weight_rounding="gptq"`` (error-compensating weight rounding, edgec.quant.weight_rounding)
+  with the reference interpreter: 194/200 = 97.0% on the test images, mean |dp| 0.0154. It is NOT
+  the default: on the validation images (seeds 2, 3) it gave 386/400 like nearest rounding (mse; mean
+  |dp| 0.0171 / 0.0147 vs 0.0181 / 0.0164), 373 vs 388 (minmax), 385 vs 380 (percentile), so the
+  test figure's +6 is not supported by the data the settings are chosen on (docs/quantization.md,
+  section 6);
+- slow: the accuracy-aware mode (validation: 200 images, seed 2): with a 2-point budget 4 layers go
+  back to float and the test images agree on 190/200 = 95.0% (the issue's figure, at the noise
+  level); with 1 point, 23 layers and 197/200 (docs/quantization.md, section 10)."""
 from __future__ import annotations
 
 import json
@@ -49,6 +58,7 @@ def test_ppocr_cls_int8(repo_root, tmp_path):
     f32 = edgec.compile(model, input_shapes=SHAPES, output_dir=tmp_path / "fp32")
     q = json.loads((i8 / "report.json").read_text())["quantization"]
     assert q["bias_correction"]["layers"] == 54 and q["bias_correction"]["samples"] == 64
+    assert q["weight_rounding"] == {"method": "nearest"}   # the default (gptq: the slow test below)
     floats = [layer for layer in q["layers"] if layer["precision"] == "float"]
     # the classifier's bias add feeds only the float softmax, so it stays float (one rounding less)
     assert [(layer["op"], layer["choice"]) for layer in floats] == [
@@ -102,3 +112,69 @@ def test_ppocr_cls_int8_agreement_variants(repo_root, inputs, method, floor):
     agree = _agreement(model, {"x": gen(0, 64)}, gen(1, N_TEST), method)
     print(f"\nPP-OCR cls int8 ({method}, {inputs}) top-1 agreement {agree}/{N_TEST} = {agree / N_TEST:.1%}")
     assert agree >= floor * N_TEST
+
+
+@pytest.mark.slow
+def test_ppocr_cls_int8_gptq_weight_rounding(repo_root):
+    """The gptq option on the CI test's setting (mse, bias correction, 64 calibration images seed 0,
+    200 test images seed 1), reference interpreter: measured 194/200 (nearest rounding: 188/200),
+    mean |dp| 0.0154 (0.0153). Not the default (module doc); the floor guards the option only."""
+    model = _model(repo_root)
+    g32, _ = prepare_graph(model, input_shapes=SHAPES)
+    g8, info = prepare_graph(model, input_shapes=SHAPES, quantize="int8", calib={"x": _images(0, 64)},
+                             calib_method="mse", weight_rounding="gptq")
+    wr = info["weight_rounding"]
+    # the 40 layers with at least 4 input rows per weight column (the SE 1x1 convs and the classifier,
+    # one row per image, keep nearest rounding)
+    assert wr["method"] == "gptq" and wr["layers"] == 40 and wr["samples"] == 64 and wr["changed_weights"] > 0
+    assert info["bias_correction"]["layers"] == 54
+    name = g32.outputs[0]
+    agree, diffs = 0, []
+    for x in _images(1, N_TEST):
+        a, b = run_graph(g8, {"x": x[None]})[name], run_graph(g32, {"x": x[None]})[name]
+        agree += int(a.argmax() == b.argmax())
+        diffs.append(np.abs(a - b).mean())
+    print(f"\nPP-OCR cls int8, gptq weight rounding ({wr['seconds']:.1f} s, {wr['changed_weights']} weights changed): "
+          f"top-1 agreement {agree}/{N_TEST} = {agree / N_TEST:.1%}, mean |dp| {np.mean(diffs):.4f}")
+    assert agree >= 0.94 * N_TEST
+    assert np.mean(diffs) < 0.018
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget, max_float, max_dp", [(0.02, 6, 0.018), (0.01, 30, 0.012)])
+def test_ppocr_cls_int8_accuracy_aware(repo_root, budget, max_float, max_dp):
+    """The accuracy-aware mode (edgec.quant.accuracy) on the CI test's setting, with a budget of
+    top-1 agreement with fp32 on 200 OTHER random images (seed 2; never the test images), reference
+    interpreter (bit-exact with the C runtime). Measured (docs/quantization.md, section 10; full
+    int8: 96.5% on the validation images, 188/200 on the test images, mean |dp| 0.0153):
+    - 2 points: the prefix k = 4 of the sensitivity ranking (Add@4, Conv@1, Conv@6, Conv@7 in
+      float) scores 98.0% on the validation images; 6 full evaluations, 136-190 s on a loaded
+      2-core box; test images 190/200 = 95.0% (exactly the issue's target), mean |dp| 0.0150;
+    - 1 point: no prefix up to 8 layers meets it, the bisection lands on 23 of 109 layers in float
+      (99.0%); 17 evaluations, ~270 s; test images 197/200, mean |dp| 0.0084.
+    Slow (minutes: the 109-layer sensitivity pass alone takes ~130 s), hence not in the CI set."""
+    model = _model(repo_root)
+    g32, _ = prepare_graph(model, input_shapes=SHAPES)
+    g8, info = prepare_graph(model, input_shapes=SHAPES, quantize="int8", calib={"x": _images(0, 64)},
+                             calib_method="mse", val={"x": _images(2, 200)}, max_accuracy_drop=budget)
+    a = info["accuracy"]
+    assert a["budget_met"] and a["final_drop"] <= budget + 1e-9 and not a["labels"] and a["val_samples"] == 200
+    n_float = len(a["fallback_layers"])
+    n_layers = len(a["sensitivity"]["layers"])
+    assert n_layers == 109 and 1 <= n_float <= max_float, a["fallback_layers"]
+    # bounded search: 2 + min(P, L - 1) + ceil(log2(L - P)) with P = 8, L = 109
+    assert a["evaluations"] <= 2 + 8 + 7 and a["search_plan"]["prefix_evaluations"] == 8
+    precision = {row["node"]: row["precision"] for row in info["layers"]}
+    assert all(precision[name] == "float" for name in a["fallback_layers"])
+    name = g32.outputs[0]
+    agree, diffs = 0, []
+    for x in _images(1, N_TEST):
+        p8, p32 = run_graph(g8, {"x": x[None]})[name], run_graph(g32, {"x": x[None]})[name]
+        agree += int(p8.argmax() == p32.argmax())
+        diffs.append(np.abs(p8 - p32).mean())
+    print(f"\nPP-OCR cls int8, accuracy-aware ({100 * budget:g} point(s) on 200 seed-2 images): {n_float} of "
+          f"{n_layers} layers in float ({', '.join(a['fallback_layers'][:6])}{', ...' if n_float > 6 else ''}), "
+          f"{a['evaluations']} evaluations, {a['seconds']:.0f} s; test top-1 agreement {agree}/{N_TEST} = "
+          f"{agree / N_TEST:.1%}, mean |dp| {np.mean(diffs):.4f}")
+    assert agree >= 0.95 * N_TEST
+    assert np.mean(diffs) < max_dp

@@ -18,8 +18,11 @@ Direct convolution (``conv_direct``), used by conv, conv_transpose and the pools
     (``_choose_conv_tile``: FMA issue, L2 traffic of each tile's input window, memory
     streaming of input/weights beyond the cache, write-back, copy, and L1 set conflicts of
     the broadcast weight rows). 1-tap strided axes are subsampled instead of copied whole.
-    Depthwise convolutions and pools copy each channel tile's input under the channel loop;
-    float depthwise convolutions use one channel and several rows per tile (``_depthwise_tile``).
+    Depthwise convolutions and pools copy each channel tile's input under the channel loop
+    (a depthwise copy fills only its border, ``_border_fill_copy``); float depthwise
+    convolutions, and 8-bit ones whose rows fill vectors (``_int8_depthwise_lanes``), use one
+    channel and several rows per tile (``_depthwise_tile``). A row that fits one tile but not
+    whole vectors is written back as one vector (``_vector_row_writeback``).
     Float kernels run in parallel from ``FLOAT_PARALLEL_MIN_MACS``, integer ones from
     ``PARALLEL_MIN_MACS``.
 
@@ -263,6 +266,7 @@ class ConvProblem:
     direct: Callable | None
     dtype: str
     reducer: str = "sum"               # "sum" (of products, or of values without weights) or "max"
+    pad_begin: tuple[int, ...] | None = None   # leading padding of V per spatial axis, when known
 
     @property
     def icg(self) -> int:
@@ -288,6 +292,12 @@ class ConvTile:
 
 
 TILE_OVERRIDE: dict = {}   # for experiments: {"conv": ConvTile(...)} forces a tile
+# float direct convolutions whose row fits one tile but not whole vectors write it back vectorized
+# (False, for experiments: the scalar write-back of before)
+VECTOR_ROW_WRITEBACK = True
+# a depthwise/pool channel's padded copy fills only its border (False: ``decompose_padding``'s fill
+# of the whole buffer, for experiments)
+BORDER_ONLY_FILL = True
 # associativity of the L1 data cache (32 KiB 8-way on Zen 4 and recent Intel cores)
 L1_WAYS = 8
 # bytes of cache a kernel may count on keeping (half of a 1 MiB L2)
@@ -307,7 +317,8 @@ def _choose_conv_tile(p: ConvProblem, target, allow_oc_inner: bool = True, oc_ex
     """
     if "conv" in TILE_OVERRIDE:
         return TILE_OVERRIDE["conv"]
-    if p.icg == 1 and p.ocg == 1 and p.wfun is not None and p.dtype in ("float32", "float16") and len(p.out) == 2:
+    if p.icg == 1 and p.ocg == 1 and p.wfun is not None and len(p.out) == 2 and (
+            p.dtype in ("float32", "float16") or _int8_depthwise_lanes(p, target) is not None):
         return _depthwise_tile(p, target)
     r = len(p.out)
     ow = p.out[-1]
@@ -370,18 +381,66 @@ def _choose_conv_tile(p: ConvProblem, target, allow_oc_inner: bool = True, oc_ex
     return best
 
 
+def _vector_row_writeback(p: ConvProblem) -> bool:
+    """Whether a direct convolution whose rows each fit one register tile, but not whole vectors,
+    writes a row back as one vector (``VECTOR_ROW_WRITEBACK``). Measured on Zen 4, one thread:
+    - float, 6 columns or more: MobileNetV2's depthwise 14x14 91 -> 31 us, 7x7 71 -> 32 us,
+      28 -> 14 stride 2 64 -> 32 us;
+    - float, fewer columns, not depthwise: DS-CNN's first conv (5 columns) 12.3 -> 10.7 us;
+      depthwise 5 columns: 5.7 -> 6.5 us in the model, so not there;
+    - integer outputs (qconv's int64 requantization) of 6-8 columns: 7x7 47 -> 38 us; 14
+      columns in 16 lanes 43 -> 49 us and 5 columns 6.7 -> 8.0 us, so not there."""
+    ow = p.out[-1]
+    depthwise = p.icg == 1 and p.ocg == 1
+    if p.dtype.startswith("float"):
+        return ow >= 6 or not depthwise
+    return 6 <= ow <= 8
+
+
+def _int8_depthwise_lanes(p: ConvProblem, target) -> int | None:
+    """The int32 vector width of qconv's depthwise (uint8/int8 loads, int32 accumulators) on
+    ``_depthwise_tile``, or None to keep the general tile. Measured on Zen 4 (MobileNetV2, one
+    thread), the tile pays when its vectors cover a row without a partial last vector:
+    - width stride 1 and a vector width that divides the row (the widest such): 112 columns
+      204 -> 190 us, 56 columns 245 -> 218 us;
+    - width stride 1 and a row of 9-16 columns in one vector at least 3/4 used: 14x14, 384
+      channels 56 -> 43 us;
+    - any stride and a row of 6-8 columns in one 8-lane vector, with the row's write-back
+      vectorized (``VECTOR_ROW_WRITEBACK``): 576 channels 14x14 stride 2 75 -> 31 us, 7x7
+      47 -> 40 us.
+    Elsewhere it lost: 28 columns on two 16-lane vectors took 2.2x as long as the general tile
+    (the last vector's lanes are written back one by one, each with qconv's int64
+    requantization), 56 columns at stride 2 1.07x."""
+    if p.dtype not in ("int8", "uint8") or p.reducer != "sum":
+        return None
+    ow = p.out[-1]
+    opts = [ls for ls, _ in lane_options(target, conv_acc_dtype(p.dtype))]
+    if 6 <= ow <= 8 and 8 in opts:
+        return 8
+    if p.strides[-1] != 1:
+        return None
+    exact = [ls for ls in opts if ow % ls == 0 and ls >= 4]
+    if exact:
+        return max(exact)
+    one = [ls for ls in opts if 8 < ow <= ls and 4 * ow >= 3 * ls]
+    return min(one) if one else None
+
+
 def _depthwise_tile(p: ConvProblem, target) -> ConvTile:
-    """Float depthwise 2-D convolution: one channel per tile, ``nh`` output rows of one vector
+    """Depthwise 2-D convolution (float, or 8-bit loads into int32 accumulators where
+    ``_int8_depthwise_lanes`` allows): one channel per tile, ``nh`` output rows of one vector
     each. The channel's kh*kw weights stay in registers and, with the taps unrolled, each input
     row vector is loaded once for the rows of the tile that read it; several channels per tile
     (what the general cost model picks, as for a dense convolution) need a broadcast weight load
     per FMA and ran 1.5-2.5x slower (MobileNetV2's depthwise layers, Zen 4)."""
     oh, ow = p.out
-    opts = [ls for ls, _ in lane_options(target, p.dtype)]
+    opts = [ls for ls, _ in lane_options(target, conv_acc_dtype(p.dtype))]
 
     def used(ls):
         return ow / (_ceil_to(ow, ls))
     lanes = max(opts, key=lambda ls: (round(used(ls), 3), ls))
+    if p.dtype in ("int8", "uint8"):
+        lanes = _int8_depthwise_lanes(p, target)
     nh = next((d for d in (8, 7, 6, 5, 4) if oh % d == 0), min(oh, 4))
     return ConvTile(lanes, 1, max(1, min(nh, oh)), 1, False, False)
 
@@ -557,6 +616,14 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
                 o2, v2 = sch.split(ol[-1], [None, L])
                 sch.unroll(o2)
                 sch.vectorize(v2)
+        elif VECTOR_ROW_WRITEBACK and nw * L >= p.out[-1] > 1 and _vector_row_writeback(p):
+            # one tile covers a whole row that is not a multiple of the vector width (14 or 7
+            # columns in 16/8 lanes): the write-back loop under the tile has the row's extent;
+            # vectorized, LLVM stores it as 8 + 4 + 2 lanes where the scalar loop took a store
+            # per element (see _vector_row_writeback)
+            ol = sch.get_loops(b_out)
+            if _extent(sch, ol[-1]) == p.out[-1]:
+                sch.vectorize(ol[-1])
         if per_tile_copy:
             # channels are independent: copy only this tile's channels, under the (n, oc) loop,
             # so the padded copy stays in cache instead of streaming the whole input twice
@@ -575,6 +642,9 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
         for t in xps:
             blk = sch.get_sblock(t.op.name)
             loops_b = sch.get_loops(blk)
+            if (BORDER_ONLY_FILL and per_tile_copy and sw == 1 and r == 2 and p.pad_begin is not None
+                    and _border_fill_copy(sch, blk, p, L)):
+                continue
             pad_block = _try(sch.decompose_padding, blk, loops_b[n_fixed]) if len(loops_b) > n_fixed else None
             if pad_block is not None:
                 vectorize_copy(sch, pad_block, L, n_fixed)
@@ -587,6 +657,48 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
         sch.decompose_reduction(b_acc, red[0] if red else wv)
 
     return out, schedule
+
+
+def _border_fill_copy(sch, blk, p: ConvProblem, lanes: int) -> bool:
+    """Schedule a channel's padded copy xp[row, col] (stride 1 along the width, under the channel
+    loop) as its parts: the rows above and below the input and the columns left and right of
+    it get the padding value, the interior is a vectorized copy. ``decompose_padding`` fills the
+    whole buffer first and then copies the interior over it, one write pass more: MobileNetV2's
+    144-channel 56x56 depthwise spent about a quarter of its time in that fill. False (nothing
+    done) when the loops are not the expected two."""
+    loops = sch.get_loops(blk)
+    exts = [_extent(sch, lp) for lp in loops]
+    if len(loops) < 2 or any(e is None for e in exts[-2:]) or any(e != 1 for e in exts[1:-2]):
+        return False
+    rows, cols = exts[-2], exts[-1]
+    pt, pl = p.pad_begin
+    h, w = p.in_shape
+    if w < (8 if p.dtype.startswith("float") else 6):
+        # fp32 rows of 7 copied as one 7-lane vector ran 48 -> 66 us (960 channels 7x7), int8
+        # ones 47 -> 37 us
+        return False
+
+    def parts(begin, size, ext):
+        mid = max(0, min(size, ext - begin))
+        sizes = [begin, mid, ext - begin - mid]
+        return [v for v in sizes if v > 0], (1 if begin > 0 else 0) if mid > 0 else None
+
+    row_sizes, row_mid = parts(pt, h, rows)
+    col_sizes, col_mid = parts(pl, w, cols)
+    if row_mid is None or col_mid is None:
+        return False
+    row_loops = sch.loop_partition(loops[-2], row_sizes[:-1] + [None]) if len(row_sizes) > 1 else [loops[-2]]
+    for i, rl in enumerate(row_loops):
+        cl = sch.get_loops(sch.get_child_blocks(rl)[0])[-1]
+        col_loops = [cl]
+        if i == row_mid and len(col_sizes) > 1:
+            col_loops = sch.loop_partition(cl, col_sizes[:-1] + [None])
+        for lp in col_loops:
+            # one vector of the part's length (a partitioned loop cannot be split: it does not
+            # start at 0); LLVM cuts it into native vectors
+            if (_extent(sch, lp) or 1) > 1:
+                sch.vectorize(lp)
+    return True
 
 
 # -- GEMM (B contiguous along n) -------------------------------------------------------------------

@@ -90,7 +90,8 @@ def conv_problem(spec: KernelSpec, x: te.Tensor, w: te.Tensor, load=None, fill=N
     return ConvProblem(n=n, c=c, oc=int(w.shape[0]), groups=int(spec.attrs.get("group", 1)),
                        out=tuple(_ints(spec.outputs[0].shape)[2:]), kernel=ks, strides=_ints(spec.attrs["strides"]),
                        dilations=_ints(spec.attrs["dilations"]), in_shape=tuple(in_sp), vfun=vfun,
-                       wfun=lambda o, ic, t: load(w[(o, ic, *t)]), direct=direct, dtype=dtype)
+                       wfun=lambda o, ic, t: load(w[(o, ic, *t)]), direct=direct, dtype=dtype,
+                       pad_begin=tuple(pb))
 
 
 @kernel("conv")
