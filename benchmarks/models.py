@@ -176,6 +176,9 @@ def resnet50_light_seeded(seed: int = 0) -> onnx.ModelProto:
                               list(m.graph.output), [i for i in m.graph.initializer if i.name in keep] + inits)
     out = helper.make_model(graph, opset_imports=list(m.opset_import), producer_name="edgec-benchmarks")
     out.ir_version = max(int(m.ir_version), 7)   # initializers need not be graph inputs (IR >= 4)
+    # opset 9 -> 13: onnxruntime's QDQ quantizer writes per-axis DequantizeLinear (opset >= 13)
+    from onnx import version_converter
+    out = version_converter.convert_version(out, 13)
     onnx.checker.check_model(out)
     return out
 
