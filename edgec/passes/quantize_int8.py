@@ -790,11 +790,7 @@ def apply_bias_correction(qgraph: Graph, float_graph: Graph, feeds, options: Qua
     ``qgraph.meta["quantization"]["bias_correction"]`` ({"layers": n, "samples": k, "seconds": t})."""
     import time
     t0 = time.perf_counter()
-    samples = []
-    for feed in feeds:
-        if len(samples) >= options.bias_correction_samples:
-            break
-        samples.append(feed)
+    samples = take_samples(feeds, options.bias_correction_samples)
     done = bias_correction(qgraph, float_graph, samples)
     qgraph.meta.setdefault("quantization", {})["bias_correction"] = {
         "layers": len(done), "samples": len(samples), "seconds": round(time.perf_counter() - t0, 3)}
@@ -823,6 +819,41 @@ def _channel_sum(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, np.float64).sum(axis=tuple(i for i in range(a.ndim) if i != 1))
 
 
+def take_samples(feeds, max_samples: int | None = None) -> list[dict]:
+    """The first ``max_samples`` feed dicts of ``feeds`` (all with None), as numpy arrays."""
+    samples = []
+    for k, feed in enumerate(feeds):
+        if max_samples is not None and k >= max_samples:
+            break
+        samples.append({n: np.asarray(a) for n, a in feed.items()})
+    return samples
+
+
+def run_node_by_node(qgraph: Graph, samples: list):
+    """Run ``qgraph`` over every sample one node at a time (references), values freed after their
+    last use. Yields ``(node, envs, consts)`` *before* each node runs: a pass reads the node's
+    inputs in ``envs`` (one {value: array} per sample) and may replace constants in ``consts``
+    (the node then runs with them), so each layer sees the already-changed layers upstream."""
+    last_use: dict[str, int] = {}
+    for i, n in enumerate(qgraph.nodes):
+        for v in n.inputs:
+            if v:
+                last_use[v] = i
+    keep = set(qgraph.outputs)
+    consts = {v.name: v.const for v in qgraph.values.values() if v.const is not None}
+    envs = [dict(s) for s in samples]
+    for i, node in enumerate(qgraph.nodes):
+        yield node, envs, consts
+        opdef = get_op(node.op)
+        for env in envs:
+            args = [(env[v] if v in env else consts[v]) if v else None for v in node.inputs]
+            for o, r in zip(node.outputs, opdef.reference(*args, **node.attrs)):
+                env[o] = np.asarray(r)
+            for v in node.inputs:
+                if v and last_use.get(v) == i and v not in keep and v in env:
+                    del env[v]
+
+
 def bias_correction(qgraph: Graph, float_graph: Graph, feeds, max_samples: int | None = None,
                     min_significance: float = 0.0) -> dict:
     """Empirical bias correction (Nagel et al. 2019, "Data-Free Quantization", sec. 4.2, with data).
@@ -839,11 +870,7 @@ def bias_correction(qgraph: Graph, float_graph: Graph, feeds, max_samples: int |
     {node name: max |delta| in accumulator units}.
     """
     from ..reference.interpreter import run_graph as _run
-    samples = []
-    for k, feed in enumerate(feeds):
-        if max_samples is not None and k >= max_samples:
-            break
-        samples.append({n: np.asarray(a) for n, a in feed.items()})
+    samples = take_samples(feeds, max_samples)
     if not samples:
         return {}
     fnodes = {n.name: n for n in float_graph.nodes}
@@ -869,16 +896,8 @@ def bias_correction(qgraph: Graph, float_graph: Graph, feeds, max_samples: int |
                 y = y.reshape(-1, y.shape[-1])     # a matmul's [..., N]: channels last
             fmeans[name].append(_channel_sum(y) / (y.size // y.shape[1]))
     # quantized side: node by node over all samples, values freed after their last use
-    last_use: dict[str, int] = {}
-    for i, n in enumerate(qgraph.nodes):
-        for v in n.inputs:
-            if v:
-                last_use[v] = i
-    keep = set(qgraph.outputs)
-    consts = {v.name: v.const for v in qgraph.values.values() if v.const is not None}
-    envs = [dict(s) for s in samples]
     done: dict[str, int] = {}
-    for i, node in enumerate(qgraph.nodes):
+    for node, envs, consts in run_node_by_node(qgraph, samples):
         if node.name in targets:
             x, wname, bname = node.inputs[:3]
             w, b = consts[wname], consts[bname]
@@ -903,14 +922,6 @@ def bias_correction(qgraph: Graph, float_graph: Graph, feeds, max_samples: int |
                 consts[bname] = new_b
                 qgraph.values[bname] = replace(qgraph.values[bname], const=new_b)
                 done[node.name] = int(np.abs(delta).max()) if delta.size else 0
-        opdef = get_op(node.op)
-        for env in envs:
-            args = [(env[v] if v in env else consts[v]) if v else None for v in node.inputs]
-            for o, r in zip(node.outputs, opdef.reference(*args, **node.attrs)):
-                env[o] = np.asarray(r)
-            for v in node.inputs:
-                if v and last_use.get(v) == i and v not in keep and v in env:
-                    del env[v]
     return done
 
 

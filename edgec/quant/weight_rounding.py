@@ -162,27 +162,16 @@ def gptq_weight_rounding(qgraph: Graph, float_graph: Graph, feeds, max_samples: 
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if few_rows not in ("nearest", "weights"):
         raise ValueError(f"few_rows must be 'nearest' or 'weights', got {few_rows!r}")
-    samples = []
-    for k, feed in enumerate(feeds):
-        if max_samples is not None and k >= max_samples:
-            break
-        samples.append({n: np.asarray(a) for n, a in feed.items()})
+    from ..passes.quantize_int8 import run_node_by_node, take_samples
+    samples = take_samples(feeds, max_samples)
     targets = _targets(qgraph, float_graph)
     if not samples or not targets:
         return {}
     # float side (only when aiming at the float output): the float network advanced node by node over
     # all samples just far enough to produce each target layer's input (memory: its live values only)
     fside = _FloatSide(float_graph, samples, [f.inputs[0] for f in targets.values()]) if target == "float" else None
-    last_use: dict[str, int] = {}
-    for i, n in enumerate(qgraph.nodes):
-        for v in n.inputs:
-            if v:
-                last_use[v] = i
-    keep = set(qgraph.outputs)
-    consts = {v.name: v.const for v in qgraph.values.values() if v.const is not None}
-    envs = [dict(s) for s in samples]
     done: dict[str, int] = {}
-    for i, node in enumerate(qgraph.nodes):
+    for node, envs, consts in run_node_by_node(qgraph, samples):
         if node.name in targets:
             fin = targets[node.name].inputs[0]
             changed = _round_layer(qgraph, node, targets[node.name], float_graph, consts,
@@ -191,14 +180,6 @@ def gptq_weight_rounding(qgraph: Graph, float_graph: Graph, feeds, max_samples: 
                                    min_rows_per_column, act_order, few_rows)
             if changed is not None:
                 done[node.name] = changed
-        opdef = get_op(node.op)
-        for env in envs:
-            args = [(env[v] if v in env else consts[v]) if v else None for v in node.inputs]
-            for o, r in zip(node.outputs, opdef.reference(*args, **node.attrs)):
-                env[o] = np.asarray(r)
-            for v in node.inputs:
-                if v and last_use.get(v) == i and v not in keep and v in env:
-                    del env[v]
     return done
 
 
