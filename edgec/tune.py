@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backend.tuning import TuningError, TuningRecords, default_records_path, explore, record_key, spec_tuning
+from .backend.tuning import TuningError, TuningRecords, default_records_path, explore, record_key
 from .ir.graph import Graph
 from .ir.ops import get as get_op
 
@@ -224,4 +224,4 @@ def cmd_tune(a) -> int:
     return 0
 
 
-__all__ = ["tune", "add_tune_parser", "cmd_tune", "spec_tuning"]
+__all__ = ["tune", "add_tune_parser", "cmd_tune"]

@@ -293,6 +293,22 @@ def _choose_tile(isa: Isa, oc: int, positions: int, steps: int, top: int = 8) ->
     return tunable("tile", _rank_tiles(isa, oc, positions, steps)[:top])
 
 
+def _flat_epilogue(acc: te.Tensor, epilogue: Callable, oc: int, wq: int, r: int, out_shape) -> te.Tensor:
+    """The output of a conv accumulated on flattened positions ``acc[n, ocp, pp]`` (rows ``wq`` wide,
+    channels padded to ``ocp``): the epilogue ("req") runs on whole vectors of positions, then the
+    valid positions are copied into the NCHW output (bytes)."""
+    n, ocp, pp = (int(d) for d in acc.shape)
+    acc_o = lambda o: tir.min(o, oc - 1) if ocp != oc else o  # noqa: E731
+    req = te.compute((n, ocp, pp), lambda nn, o, p: epilogue(acc[nn, o, p], nn, acc_o(o), None), name="req")
+
+    def out_f(nn, o, *sp):
+        p = sp[0] * wq + sp[1] if r == 2 else sp[0]
+        # the never-taken branch makes the region this block reads [0, pp) for every channel
+        # tile, so that compute_at gives req/acc whole vectors of positions to tile
+        return tir.if_then_else(p < 0, req[nn, o, pp - 1], req[nn, o, p])
+    return te.compute(tuple(int(d) for d in out_shape), out_f, name="out")
+
+
 def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, attrs, out_shape, epilogue: Callable):
     """``epilogue(acc, n, oc, [oh, ow])`` -> output value. Returns (out, schedule)."""
     L, G = isa.lanes, isa.group
@@ -365,17 +381,7 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, attrs, out_shape, epilogue: C
         return te.sum(cast(xv, "int32") * cast(wq5[o, rc, rh, rw, rg], "int32"), axis=[rc, rh, rw, rg])
     acc = te.compute((n, ocp, pp), acc_f, name="acc")
 
-    # the epilogue runs on the flattened positions (whole vectors), then the valid positions
-    # are copied into the NCHW output (bytes)
-    acc_o = lambda o: tir.min(o, oc - 1) if ocp != oc else o  # noqa: E731
-    req = te.compute((n, ocp, pp), lambda nn, o, p: epilogue(acc[nn, o, p], nn, acc_o(o), None), name="req")
-
-    def out_f(nn, o, *sp):
-        p = sp[0] * wq + sp[1] if r == 2 else sp[0]
-        # the never-taken branch makes the region this block reads [0, pp) for every channel
-        # tile, so that compute_at gives req/acc whole vectors of positions to tile
-        return tir.if_then_else(p < 0, req[nn, o, pp - 1], req[nn, o, p])
-    out = te.compute(tuple(int(d) for d in out_shape), out_f, name="out")
+    out = _flat_epilogue(acc, epilogue, oc, wq, r, out_shape)
     macs = n * oc * oh * ow * c * kh * kw
 
     def schedule(sch, spec) -> None:
@@ -491,13 +497,7 @@ def dwconv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, attrs, out_shape, epilogue:
         xv = xq[nn, cc, ((rh * dh) % sh) // gh, f, rg]
         return te.sum(cast(xv, "int32") * cast(wpk[cc, rh, rq, rg], "int32"), axis=[rh, rq, rg])
     acc = te.compute((n, ocp, pp), acc_f, name="acc")
-    acc_o = lambda o: tir.min(o, c - 1) if ocp != c else o  # noqa: E731
-    req = te.compute((n, ocp, pp), lambda nn, o, p: epilogue(acc[nn, o, p], nn, acc_o(o), None), name="req")
-
-    def out_f(nn, o, *sp):
-        p = sp[0] * wq + sp[1] if r == 2 else sp[0]
-        return tir.if_then_else(p < 0, req[nn, o, pp - 1], req[nn, o, p])
-    out = te.compute(tuple(int(d) for d in out_shape), out_f, name="out")
+    out = _flat_epilogue(acc, epilogue, c, wq, r, out_shape)
     macs = n * c * oh * ow * kh * kw
 
     def schedule(sch, spec) -> None:
