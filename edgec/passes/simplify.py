@@ -10,7 +10,13 @@ Effect (repeated until nothing changes):
 2. ``mul(conv(...), c)`` and ``add(conv(...), c)`` (also ``sub``, and either operand order for
    mul/add) where ``c`` is a constant broadcasting along the output channel only fold into
    the weights and bias. Same for dense.
-3. ``reshape(reshape(x))`` -> ``reshape(x)``; ``reshape`` to the input's own shape, ``transpose``
+3. ``hard_sigmoid(conv(...))`` (alpha, beta; the conv output used only there) becomes
+   ``clip(conv'(...), 0, 1)`` with ``w' = alpha w`` and ``b' = alpha b + beta``: the affine part
+   of the hard sigmoid folds into the weights like rule 2, and the clip is what is left (fused
+   into the conv's clamp later, edgec/passes/fuse_activation.py). In int8 the conv's own
+   requantization then gives the [0, 1] output directly: one rounding instead of two and no
+   lookup table (the squeeze-excitation gates of MobileNetV3 / PP-OCR). Same for dense.
+4. ``reshape(reshape(x))`` -> ``reshape(x)``; ``reshape`` to the input's own shape, ``transpose``
    with the identity permutation and ``cast`` to the same dtype disappear;
    ``transpose(transpose(x))`` -> one transpose.
 Never touched: a value that is a graph output keeps its producer and its name; float
@@ -58,7 +64,9 @@ def _step(g: Graph) -> bool:
             folded = _fold_into_producer(g, n, producers, single_use, names)
             if folded:
                 return True
-        # 3: no-ops and chains
+        if n.op == "hard_sigmoid" and _fold_hard_sigmoid(g, n, producers, single_use, names):
+            return True
+        # 4: no-ops and chains
         x = n.inputs[0] if n.inputs else ""
         xv = g.values.get(x)
         if n.op == "reshape" and xv is not None:
@@ -119,6 +127,23 @@ def _channel_vector(c: np.ndarray, out_shape: tuple[int, ...], axis: int) -> np.
     return vec.reshape(-1).copy()
 
 
+def _fold_hard_sigmoid(g: Graph, n: Node, producers, single_use, names) -> bool:
+    """Rule 3: the affine part of ``n`` (a hard_sigmoid) into its weighted producer, a clip(0, 1) left."""
+    out = g.values[n.outputs[0]]
+    p = producers.get(n.inputs[0])
+    if not dtypes.is_float(out.dtype) or p is None or p.op not in _WEIGHTED or not single_use(n.inputs[0]):
+        return False
+    alpha, beta = float(n.attrs["alpha"]), float(n.attrs["beta"])
+    if not alpha > 0:
+        return False  # a zero or negative slope would turn the clip's bounds around
+    shape = g.values[n.inputs[0]].shape
+    channels = shape[-1] if p.op == "dense" else shape[1]
+    if _fold_affine(g, p, np.full(channels, alpha), np.full(channels, beta), names) is None:
+        return False
+    g.nodes[g.nodes.index(n)] = replace(n, op="clip", attrs={"min": 0.0, "max": 1.0})
+    return True
+
+
 def _fold_into_producer(g: Graph, n: Node, producers, single_use, names) -> bool:
     out = g.values[n.outputs[0]]
     if not dtypes.is_float(out.dtype):
@@ -143,11 +168,6 @@ def _fold_into_producer(g: Graph, n: Node, producers, single_use, names) -> bool
     p = producers.get(src)
     if p is None or p.op not in _WEIGHTED or not single_use(src):
         return False
-    w = g.values[p.inputs[1]]
-    bias_name = p.inputs[2] if len(p.inputs) > 2 else ""
-    bias = g.values[bias_name] if bias_name else None
-    if w.const is None or (bias is not None and bias.const is None):
-        return False
     src_shape = g.values[src].shape
     axis = len(src_shape) - 1 if p.op == "dense" else 1
     channels = src_shape[axis]
@@ -167,6 +187,26 @@ def _fold_into_producer(g: Graph, n: Node, producers, single_use, names) -> bool
             mul_vec, add_vec = np.ones(channels), -vec
     if mul_vec.shape[0] != channels:
         return False
+    new_p = _fold_affine(g, p, mul_vec, add_vec, names)
+    if new_p is None:
+        return False
+    result = n.outputs[0]
+    g.nodes[g.nodes.index(new_p)] = replace(new_p, outputs=(result,))
+    g.nodes.remove(n)
+    del g.values[src]
+    return True
+
+
+def _fold_affine(g: Graph, p: Node, mul_vec: np.ndarray, add_vec: np.ndarray, names) -> Node | None:
+    """Replace weighted node ``p`` (constant weights and bias) by one computing ``p(x) * mul_vec +
+    add_vec`` per output channel (same outputs); returns the new node, or None (nothing changed)."""
+    w = g.values[p.inputs[1]]
+    bias_name = p.inputs[2] if len(p.inputs) > 2 else ""
+    bias = g.values[bias_name] if bias_name else None
+    if w.const is None or (bias is not None and bias.const is None):
+        return None
+    out_dtype = g.values[p.outputs[0]].dtype
+    channels = mul_vec.shape[0]
     wc = np.asarray(w.const, np.float64)
     if p.op == "conv_transpose":
         group = int(p.attrs["group"])
@@ -181,11 +221,7 @@ def _fold_into_producer(g: Graph, n: Node, producers, single_use, names) -> bool
     wname = names(f"{p.inputs[1]}_folded")
     bname = names(f"{bias_name or p.name + '_bias'}_folded")
     g.values[wname] = const_value(wname, new_w.astype(w.dtype))
-    g.values[bname] = const_value(bname, new_b.astype(out.dtype))
-    result = n.outputs[0]
-    new_p = replace(p, inputs=(p.inputs[0], wname, bname), outputs=(result,))
-    i = g.nodes.index(p)
-    g.nodes[i] = new_p
-    g.nodes.remove(n)
-    del g.values[src]
-    return True
+    g.values[bname] = const_value(bname, new_b.astype(out_dtype))
+    new_p = replace(p, inputs=(p.inputs[0], wname, bname))
+    g.nodes[g.nodes.index(p)] = new_p
+    return new_p

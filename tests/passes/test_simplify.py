@@ -125,3 +125,44 @@ def test_reshape_chain_to_new_shape_keeps_one_reshape():
     assert [n.op for n in out.nodes] == ["reshape", "transpose"]
     assert out.nodes[0].inputs == ("x",) and out.nodes[0].attrs["shape"] == (4, 6)
     _same_function(g, out, {"x": r.standard_normal((2, 3, 4)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("op", ["conv", "dense"])
+def test_hard_sigmoid_affine_folds_into_producer(op):
+    """hard_sigmoid(conv(x)) -> clip(conv'(x), 0, 1) with w' = alpha w, b' = alpha b + beta
+    (the squeeze-excitation gate of MobileNetV3 / PP-OCR)."""
+    r = rng(7)
+    if op == "conv":
+        b = builder({"x": ("float32", (1, 4, 5, 5))})
+        w = b.add_const(r.standard_normal((6, 4, 3, 3)).astype(np.float32), "w")
+        bias = b.add_const(r.standard_normal(6).astype(np.float32), "bias")
+        c = b.emit("conv", ["x", w, bias], _conv_attrs(), name="conv")[0]
+        feeds = {"x": r.standard_normal((1, 4, 5, 5)).astype(np.float32)}
+    else:
+        b = builder({"x": ("float32", (2, 8))})
+        w = b.add_const(r.standard_normal((5, 8)).astype(np.float32), "w")
+        c = b.emit("dense", ["x", w, ""], {}, name="fc")[0]
+        feeds = {"x": r.standard_normal((2, 8)).astype(np.float32)}
+    y = b.emit("hard_sigmoid", [c], {"alpha": 0.25, "beta": 0.4}, name="hs")[0]
+    g = finish(b, ["x"], [y])
+    out = eliminate_dead_code(simplify(g))
+    verify(out)
+    assert [n.op for n in out.nodes] == [op, "clip"]
+    assert dict(out.nodes[1].attrs) == {"min": 0.0, "max": 1.0} and out.outputs == [y]
+    got = run_graph(out, feeds)[y]
+    assert 0 < np.mean((got > 0) & (got < 1)) < 1   # both the linear part and the bounds are exercised
+    _same_function(g, out, feeds)
+
+
+def test_hard_sigmoid_not_folded_when_conv_output_is_shared_or_slope_not_positive():
+    r = rng(8)
+    for alpha, shared in ((0.2, True), (-0.5, False), (0.0, False)):
+        b = builder({"x": ("float32", (1, 2, 4, 4))})
+        w = b.add_const(r.standard_normal((3, 2, 3, 3)).astype(np.float32), "w")
+        c = b.emit("conv", ["x", w, ""], _conv_attrs(), name="conv")[0]
+        y = b.emit("hard_sigmoid", [c], {"alpha": alpha, "beta": 0.5}, name="hs")[0]
+        outs = [y, c] if shared else [y]
+        g = finish(b, ["x"], outs)
+        out = eliminate_dead_code(simplify(g))
+        assert [n.op for n in out.nodes] == ["conv", "hard_sigmoid"], (alpha, shared)
+        _same_function(g, out, {"x": r.standard_normal((1, 2, 4, 4)).astype(np.float32)})
