@@ -410,6 +410,15 @@ def accuracy_aware_quantize(graph: Graph, ranges: dict, options, val: Validation
 
     full_b = candidate(())
     m8 = metric_of(full_b, "full int8")
+    # the binomial standard error of a top-1 rate on n samples: candidates whose metrics differ by
+    # less than ~2 of it are told apart by a few samples near a tie, not by their accuracy
+    std_err = math.sqrt(max(m8 * (1.0 - m8), 1.0 / n) / n)
+    if max_drop is not None and m32 - m8 > max_drop + 1e-12 and max_drop < 2 * std_err:
+        msg = (f"the budget ({100 * max_drop:g} point(s)) is below twice the sampling error of the metric on "
+               f"{n} validation sample(s) ({100 * std_err:.2f} points): candidates differ by noise there, so "
+               f"the search may keep many layers in float; more validation samples make it meaningful")
+        say(f"accuracy-aware int8: note: {msg}")
+        log.warning("accuracy-aware int8: %s", msg)
     layers = quantizable_layers(full_b.meta["quantization"])
     names = list(layers)
     search = [{"float_layers": 0, "metric": m8, "drop": m32 - m8}]
@@ -531,6 +540,7 @@ def accuracy_aware_quantize(graph: Graph, ranges: dict, options, val: Validation
                                       if s_count < n and sensitivity_selection == "margin"
                                       else f"the first {s_count} of {n} samples"),
                         "layers": sens},
+        "std_error": std_err,
         "evaluations": evaluations, "batch": ev.batch, "search": search, "search_plan": plan,
         "seconds": round(time.perf_counter() - t0, 3),
     }

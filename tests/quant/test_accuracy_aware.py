@@ -433,3 +433,25 @@ def test_cli_errors(spam, tmp_path, capsys):
     with pytest.raises(EdgecError, match="needs validation data"):
         edgec.compile(spam["model"], input_shapes=SHAPES, output_dir=tmp_path / "f", quantize="int8",
                       calib=spam["calib"], max_accuracy_drop=0.01)
+
+
+def test_budget_below_sampling_error_is_reported(sensitive, caplog):
+    """A budget under twice the binomial standard error of the int8 metric on the validation set
+    is in the noise (PP-OCR: 1 point on 200 images at 97.5%, std error 1.1 points): the search
+    still runs, and says so (log warning, progress line, ``std_error`` in the report)."""
+    import logging
+    graph, ranges, xv, labels = sensitive
+    val = load_validation({"x": xv, "labels": labels}, graph)
+    lines = []
+    with caplog.at_level(logging.WARNING, logger="edgec.quant"):
+        _, s = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.0, finish=_finish,
+                                       progress=lines.append)
+    n, m8 = s["val_samples"], s["int8"]
+    assert 0 < m8 < 1 and s["int8_drop"] > 0
+    assert s["std_error"] == pytest.approx(math.sqrt(m8 * (1 - m8) / n))
+    assert any("below twice the sampling error" in r.getMessage() for r in caplog.records)
+    assert any("sampling error" in line for line in lines)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgec.quant"):   # a budget the int8 graph meets: no note
+        _, s2 = accuracy_aware_quantize(graph, ranges, QuantizeOptions(), val, 0.99, finish=_finish)
+    assert s2["budget_met"] and not any("sampling error" in r.getMessage() for r in caplog.records)
