@@ -23,13 +23,26 @@ Direct convolution (``conv_direct``), used by conv, conv_transpose and the pools
     convolutions, and 8-bit ones whose rows fill vectors (``_int8_depthwise_lanes``), use one
     channel and several rows per tile (``_depthwise_tile``). A row that fits one tile but not
     whole vectors is written back as one vector (``_vector_row_writeback``).
-    Float kernels run in parallel from ``FLOAT_PARALLEL_MIN_MACS``, integer ones from
-    ``PARALLEL_MIN_MACS``.
+    Float32 dense convolutions with rows of 56 columns on AVX-512 targets take one row of 7 x 8
+    lanes per tile (``_full_row_8lane``). Float kernels run in parallel from
+    ``FLOAT_PARALLEL_MIN_MACS``, integer ones from ``PARALLEL_MIN_MACS``.
 
 GEMM (``gemm_nn``), used by matmul and by dense with many rows
     ``C[m, n] = sum_k A[m, k] B[k, n]``: vectorized along n (contiguous in B and C), ``mr``
     rows of A broadcast per step, ``nw`` vectors of B; B is copied (padded, or transposed for
     dense's [n, k] weights) into a workspace buffer only when needed.
+
+GEMM with tail columns (``gemm_tail_columns``), used by float 1x1 convolutions on 7x7 and 14x14
+    (and by other small-image float convs over an im2col copy, ``nn._conv_im2col_tail``):
+    ``C[m, n]`` with n = whole vectors + 1..4 columns (49 = 3 x 16 + 1, 196 = 12 x 16 + 4): the
+    whole vectors in register tiles read straight from B (no padded copy, no idle lanes), the
+    tail columns copied contiguous along k and computed as vector dot products with the tile's
+    rows of A (still in L1), reduced across lanes. AVX-512 targets (32 vector registers), k of
+    ``TAIL_GEMM_MIN_K`` or more.
+
+GEMM with an overlapping last vector (``gemm_overlap_last``), used by the other float 1x1
+    convolutions run as a GEMM whose pixels are not whole vectors (DS-CNN's 125): B is read in
+    place, vector v covering the columns from min(v * L, n - L), so no padded copy of B is made.
 
 Dense with few rows (``dense_nt``)
     ``y[m, n] = sum_k x[m, k] w[n, k]``: both operands are contiguous along k, so the
@@ -295,6 +308,9 @@ TILE_OVERRIDE: dict = {}   # for experiments: {"conv": ConvTile(...)} forces a t
 # float direct convolutions whose row fits one tile but not whole vectors write it back vectorized
 # (False, for experiments: the scalar write-back of before)
 VECTOR_ROW_WRITEBACK = True
+# float32 dense convolutions with rows of 56 columns use one 7 x 8-lane row per tile on AVX-512
+# targets (``_full_row_8lane``; False: the cost model's tile)
+FULL_ROW_8LANE_TILE = True
 # a depthwise/pool channel's padded copy fills only its border (False: ``decompose_padding``'s fill
 # of the whole buffer, for experiments)
 BORDER_ONLY_FILL = True
@@ -317,6 +333,8 @@ def _choose_conv_tile(p: ConvProblem, target, allow_oc_inner: bool = True, oc_ex
     """
     if "conv" in TILE_OVERRIDE:
         return TILE_OVERRIDE["conv"]
+    if FULL_ROW_8LANE_TILE and _full_row_8lane(p, target):
+        return ConvTile(8, p.out[-1] // 8, 1, 2, False, True)
     if p.icg == 1 and p.ocg == 1 and p.wfun is not None and len(p.out) == 2 and (
             p.dtype in ("float32", "float16") or _int8_depthwise_lanes(p, target) is not None):
         return _depthwise_tile(p, target)
@@ -379,6 +397,20 @@ def _choose_conv_tile(p: ConvProblem, target, allow_oc_inner: bool = True, oc_ex
                         if best_cost is None or cost < best_cost - 1e-9:
                             best, best_cost = ConvTile(lanes, nw, nh, mr, direct, oc_inner), cost
     return best
+
+
+def _full_row_8lane(p: ConvProblem, target) -> bool:
+    """A float32 dense 2-D convolution with a kernel wider than 1, width stride 1 and rows of 56
+    columns (resnet50's 56x56 3x3 layers) on an AVX-512 target: one tile covers a whole row in 7
+    vectors of 8 lanes, 2 output channels (14 accumulators). The cost model, which prices a
+    256-bit FMA at 0.75 of a 512-bit one, picked 16-lane tiles padding the row to 64 columns and
+    13 channels (one vector, 14 loads per 13 FMAs): 97.5 GFLOP/s against 109 (Zen 4, one thread,
+    64 -> 64 channels; 2 channels ran 109, 3 channels 107.5, 4 channels 83)."""
+    if p.dtype != "float32" or p.groups != 1 or p.reducer != "sum" or p.wfun is None or len(p.out) != 2:
+        return False
+    if 8 not in [ls for ls, _ in lane_options(target, p.dtype)] or vector_registers(target) < 32:
+        return False
+    return p.out[-1] == 56 and p.kernel[-1] > 1 and p.strides[-1] == 1 and p.oc % 2 == 0
 
 
 def _vector_row_writeback(p: ConvProblem) -> bool:
@@ -702,6 +734,11 @@ def _border_fill_copy(sch, blk, p: ConvProblem, lanes: int) -> bool:
 
 
 # -- GEMM (B contiguous along n) -------------------------------------------------------------------
+# ``gemm_tail_columns`` needs this deep a reduction: its tail (copy, dot products, reduction across
+# lanes) costs about the same per tile whatever k; 96 -> 576 channels at 14x14 ran 207 us padded,
+# 219 us with the tail
+TAIL_GEMM_MIN_K = 128
+
 @dataclass(frozen=True)
 class GemmTile:
     lanes: int
@@ -805,6 +842,218 @@ def gemm_nn(batch: Sequence[int], m: int, n: int, k: int, a_fn: Callable, b_fn: 
             if not (b_transposed and _transpose_copy(sch, b_bp, L)):
                 vectorize_copy(sch, b_bp, L)
         sch.decompose_reduction(b_acc, kl)
+
+    return out, schedule
+
+
+@dataclass(frozen=True)
+class TailGemmTile:
+    """``gemm_tail_columns``' tile: ``mr`` rows x ``nw`` vectors of ``lanes`` columns (the
+    columns but the last ``tail`` are a whole number of such tiles); the tail as vector partial
+    sums of ``k_lanes`` along k."""
+    lanes: int
+    nw: int
+    mr: int
+    tail: int
+    k_lanes: int
+
+
+def choose_tail_gemm_tile(m: int, n: int, k: int, dtype: str, target) -> "TailGemmTile | None":
+    """The tile of ``gemm_tail_columns`` for C[m, n] = A[m, k] B[k, n], or None when it does not
+    apply: float32, n whole vectors of the native width plus 1 to 4 columns (a 7x7 image is 3
+    vectors of 16 and one column, 14x14 is 12 and 4), at most 24 accumulators, rows a multiple
+    of the tile's, k a multiple of a vector width (the tail's dot products)."""
+    if dtype != "float32" or vector_registers(target) < 32:
+        # with 16 vector registers (AVX2) the tile holds 8 accumulators at most: 7x7, 320 -> 1280
+        # channels ran 75 GFLOP/s against 81 with the padded small-image tile
+        return None
+    lanes = lane_options(target, dtype)[0][0]
+    if lanes < 8:
+        return None
+    nvec, tail = divmod(n, lanes)
+    if not 1 <= tail <= 4 or not 1 <= nvec <= 16 or k < TAIL_GEMM_MIN_K:
+        return None
+    k_lanes = next((v for v in (lanes, lanes // 2) if v >= 4 and k % v == 0), None)
+    if k_lanes is None:
+        return None
+    # the tile may pass TVM's stack limit (LLVM keeps it in registers all the same): 24 of 32
+    amax = min(vector_registers(target) - 8, 24)
+    best, best_cost = None, None
+    for nw in range(1, nvec + 1):
+        if nvec % nw:
+            continue
+        for mr in range(1, min(m, 8) + 1):
+            a = mr * nw
+            if a > amax or mr * tail > 16:
+                break
+            if m % mr:
+                continue
+            # per accumulator vector and k step: FMA issue, loads (B vectors and A broadcasts)
+            cost = (max(a, (nw + mr) / 2.0) + 1.0 + 0.25 * (nw + mr)) / a
+            if best_cost is None or cost < best_cost - 1e-9:
+                best, best_cost = (nw, mr), cost
+    if best is None or best[0] * best[1] < 8:
+        return None     # rows no tall tile divides (13 output channels): too few accumulators
+    return TailGemmTile(lanes, best[0], best[1], tail, k_lanes)
+
+
+def gemm_tail_columns(batch: int, m: int, n: int, k: int, a: te.Tensor, b, dtype: str,
+                      tile: TailGemmTile, epilogue: Callable, out_name: str = "out") -> tuple[te.Tensor, Callable]:
+    """``out[bi, i, j] = epilogue(sum_k a[i, k] * b[bi, k, j], bi, i, j)`` for a [m, k] matrix
+    ``a`` (broadcast) and a [batch, k, n] tensor ``b`` (or a function ``b(bi, kk, j)`` reading
+    one: an im2col view) whose n is ``nw`` whole vectors plus 1 or 2
+    columns (``choose_tail_gemm_tile``). The whole vectors form register tiles of ``mr`` x ``nw``
+    vectors (no padded copy of ``b``, every lane used); the tail columns are copied contiguous along k and computed
+    as vector dot products with the tile's rows of ``a`` (in L1 by then), reduced across lanes.
+    The output's loops are the skeleton: per tile of ``mr`` rows, the main accumulators (column
+    tiles outside k), the tail's partial sums and their reduction, then the write-back.
+    Padding a 7x7 image's 49 columns to whole vectors (56 in 8 lanes) left 1/8 of the FMAs idle:
+    on Zen 4, 2048 -> 512 channels at 7x7 ran 92 -> 109 GFLOP/s, 1024 -> 256 at 14x14 89 -> 107."""
+    L, nw, mr, t, kl = tile.lanes, tile.nw, tile.mr, tile.tail, tile.k_lanes
+    main = n - t
+    mp = _ceil_to(m, mr)
+    ad = acc_dtype(dtype)
+
+    def arow(i):
+        return tir.min(i, m - 1) if mp != m else i
+    b_at = b if callable(b) and not isinstance(b, te.Tensor) else (lambda bi, kk, j: b[bi, kk, j])
+    rk = te.reduce_axis((0, k), name="rk")
+    acc = te.compute((batch, mp, main), lambda bi, i, j: te.sum(cast(a[arow(i), rk], ad) * cast(b_at(bi, rk, j), ad),
+                                                                 axis=rk), name="acc")
+    bt = te.compute((batch, t, k), lambda bi, c, kk: b_at(bi, kk, main + c), name="bt")
+    ko = te.reduce_axis((0, k // kl), name="ko")
+    part = te.compute((batch, mp, t, kl), lambda bi, i, c, l: te.sum(
+        cast(a[arow(i), ko * kl + l], ad) * cast(bt[bi, c, ko * kl + l], ad), axis=ko), name="part")
+    rl = te.reduce_axis((0, kl), name="rl")
+    acct = te.compute((batch, mp, t), lambda bi, i, c: te.sum(part[bi, i, c, rl], axis=rl), name="acct")
+
+    def out_f(bi, i, j):
+        v = tir.Select(j < main, acc[bi, i, tir.min(j, main - 1)], acct[bi, i, tir.max(j - main, 0)])
+        return epilogue(v, bi, i, j)
+    out = te.compute((batch, m, n), out_f, name=out_name)
+
+    def schedule(sch, spec) -> None:
+        b_acc, b_part = sch.get_sblock("acc"), sch.get_sblock("part")
+        b_acct, b_out = sch.get_sblock("acct"), sch.get_sblock(out_name)
+        # the output's loops are the skeleton: a tile of mr rows, its producers computed under it
+        bl, il, jl = sch.get_loops(b_out)
+        oo, oi = sch.split(il, [None, mr])
+        outer = sch.fuse(bl, oo)
+        sch.compute_at(b_acc, outer)
+        sch.compute_at(b_acct, outer)
+        sch.compute_at(b_part, outer)
+        if batch * m * n * k >= parallel_min_macs(dtype):
+            sch.parallel(outer)
+        # main register tile: mr rows x nw vectors, k outermost
+        def under(block):   # the block's loops below ``outer``
+            loops = sch.get_loops(block)
+            at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(outer)))
+            return loops[at + 1:]
+        a_i, a_j, a_k = under(b_acc)
+        jo, jr, jv = sch.split(a_j, [None, nw, L])
+        sch.reorder(jo, a_k, a_i, jr, jv)
+        sch.unroll(a_i)
+        sch.unroll(jr)
+        sch.vectorize(jv)
+        sch.decompose_reduction(b_acc, a_k)
+        # tail: (rows, tail columns, lanes) partial sums over ko
+        pl = under(b_part)
+        p_k, p_l = pl[-1], pl[-2]
+        sch.reorder(p_k, *pl[:-1])
+        for lp in pl[:-2]:
+            sch.unroll(lp)
+        sch.vectorize(p_l)
+        sch.decompose_reduction(b_part, p_k)
+        # write-back: the whole vectors vectorized, the tail columns scalar
+        ol = sch.get_loops(b_out)
+        parts = sch.loop_partition(ol[-1], [main, None])
+        _, v2 = sch.split(parts[0], [None, L])
+        sch.vectorize(v2)
+
+    return out, schedule
+
+
+@dataclass(frozen=True)
+class OverlapGemmTile:
+    """``gemm_overlap_last``'s tile: ``mr`` rows x ``nw`` vectors of ``lanes`` columns."""
+    lanes: int
+    nw: int
+    mr: int
+
+
+def choose_overlap_gemm_tile(m: int, n: int, k: int, dtype: str, target) -> "OverlapGemmTile | None":
+    """The tile of ``gemm_overlap_last`` for C[m, n] = A[m, k] B[k, n] with n not a multiple of
+    the native vector width (DS-CNN's 125 pixels), or None: float32 on a 32-register target,
+    n > one vector, a tile height dividing m and a tile width dividing the vectors."""
+    if dtype != "float32" or vector_registers(target) < 32:
+        return None
+    lanes = lane_options(target, dtype)[0][0]
+    nv = -(-n // lanes)
+    if n % lanes == 0 or n < lanes or lanes < 8:
+        return None
+    best, best_cost = None, None
+    for nw in range(1, min(nv, 4) + 1):
+        if nv % nw:
+            continue
+        for mr in range(2, min(m, 16) + 1):
+            a = mr * nw
+            if a > 16:
+                break
+            if m % mr:
+                continue
+            cost = (max(a, (nw + mr) / 2.0) + 1.0 + 0.25 * (nw + mr)) / a
+            if best_cost is None or cost < best_cost - 1e-9:
+                best, best_cost = (nw, mr), cost
+    if best is None or best[0] * best[1] < 8:
+        return None
+    return OverlapGemmTile(lanes, best[0], best[1])
+
+
+def gemm_overlap_last(batch: int, m: int, n: int, k: int, a: te.Tensor, b: te.Tensor, dtype: str,
+                      tile: OverlapGemmTile, epilogue: Callable, out_name: str = "out") -> tuple[te.Tensor, Callable]:
+    """``out[bi, i, j] = epilogue(sum_k a[i, k] * b[bi, k, j], bi, i, j)`` for n not a multiple
+    of the vector width, without a padded copy of ``b``: vector v covers the columns from
+    min(v * lanes, n - lanes), so the last vector overlaps the one before it instead of running
+    past the row (every load stays inside ``b``); each output column is written back from the
+    vector that owns it. ``gemm_nn`` copied B into rows padded to whole vectors first: DS-CNN's
+    64 -> 64 pointwise layers (125 pixels) spent about 1.3 of their 10.7 us in that copy."""
+    L, nw, mr = tile.lanes, tile.nw, tile.mr
+    nv = -(-n // L)
+    ad = acc_dtype(dtype)
+
+    def base(v):
+        return tir.min(v * L, n - L)
+    rk = te.reduce_axis((0, k), name="rk")
+    acc = te.compute((batch, m, nv, L), lambda bi, i, v, l: te.sum(
+        cast(a[i, rk], ad) * cast(b[bi, rk, base(v) + l], ad), axis=rk), name="acc")
+    last = (nv - 1) * L
+
+    def out_f(bi, i, j):
+        v = tir.min(j // L, nv - 1)
+        return epilogue(acc[bi, i, v, j - base(v)], bi, i, j)
+    out = te.compute((batch, m, n), out_f, name=out_name)
+
+    def schedule(sch, spec) -> None:
+        b_acc, b_out = sch.get_sblock("acc"), sch.get_sblock(out_name)
+        bl, il, jl = sch.get_loops(b_out)
+        oo, oi = sch.split(il, [None, mr])
+        outer = sch.fuse(bl, oo)
+        sch.compute_at(b_acc, outer)
+        if batch * m * n * k >= parallel_min_macs(dtype):
+            sch.parallel(outer)
+        loops = sch.get_loops(b_acc)
+        at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(outer)))
+        a_i, a_v, a_l, a_k = loops[at + 1:]
+        vo, vr = sch.split(a_v, [None, nw])
+        sch.reorder(vo, a_k, a_i, vr, a_l)
+        sch.unroll(a_i)
+        sch.unroll(vr)
+        sch.vectorize(a_l)
+        sch.decompose_reduction(b_acc, a_k)
+        ol = sch.get_loops(b_out)
+        parts = sch.loop_partition(ol[-1], [last, None])
+        _, v2 = sch.split(parts[0], [None, L])
+        sch.vectorize(v2)
 
     return out, schedule
 

@@ -4,7 +4,11 @@ conv, conv_transpose, max_pool and avg_pool use the register-tiled direct convol
 ``_nn_sched`` (pools as a depthwise window reduction with max, or sum and a divisor), except
 float 1x1 stride-1 convolutions on images whose rows fill vectors badly (25x5, 14x14, 7x7),
 which run as ``gemm_nn`` over the flattened pixels (the kernel sees its arguments through
-``with_param_shapes``); a conv's optional attrs ``act_min`` / ``act_max`` clamp its output
+``with_param_shapes``), or, on AVX-512 targets where the pixels are whole vectors and 1-4 more
+(7x7 = 3 x 16 + 1, 14x14 = 12 x 16 + 4), as ``gemm_tail_columns``; other float convs with such
+outputs (3x3, strided 1x1) run as ``gemm_tail_columns`` over an im2col copy when it fits L2
+(``_conv_im2col_tail``); the other GEMM-form 1x1 convs whose pixels are not whole vectors
+(DS-CNN's 125) run as ``gemm_overlap_last`` (no padded copy of X). A conv's optional attrs ``act_min`` / ``act_max`` clamp its output
 (a fused relu / clip);
 conv_transpose runs as a stride-1 convolution over the zero-inserted, padded input with the
 kernel flipped (the zero-insertion costs stride^rank times the MACs of a scatter form).
@@ -104,6 +108,9 @@ def conv(spec: KernelSpec):
     plan = _pointwise_gemm(spec, x, w)
     if plan is not None:
         return _conv_as_gemm(spec, x, w, b, out_shape, out_dtype, plan)
+    im2col = _im2col_tail_plan(spec, x, w)
+    if im2col is not None:
+        return _conv_im2col_tail(spec, x, w, b, out_shape, out_dtype, im2col)
     out, sched = conv_direct(conv_problem(spec, x, w), spec.target, _bias_epilogue(b, out_dtype, *_act_bounds(spec)),
                              out_dtype)
     ins = [x, w] + ([b] if b is not None else [])
@@ -129,6 +136,9 @@ def _pointwise_gemm(spec: KernelSpec, x: te.Tensor, w: te.Tensor):
     half = lanes // 2
     hw, w_, c, oc = math.prod(sp), sp[-1], int(x.shape[1]), int(w.shape[0])
     acc_lanes = _lanes(spec, acc_dtype(dtype))
+    tail = _ns.choose_tail_gemm_tile(oc, hw, c, dtype, spec.target) if TAIL_GEMM else None
+    if tail is not None:
+        return tail
     if half >= 4 and hw > lanes and -(-hw // half) <= 7 and oc >= 3 and acc_lanes == lanes:
         # a small image (7x7): one tile row of half-width vectors covers all its pixels, three
         # output channels per tile (21 accumulators); 90-96 GFLOP/s on Zen 4, where both
@@ -144,6 +154,16 @@ def _pointwise_gemm(spec: KernelSpec, x: te.Tensor, w: te.Tensor):
     return None
 
 
+# float 1x1 convolutions whose pixels are whole vectors and 1-4 more (7x7 = 3 x 16 + 1, 14x14 =
+# 12 x 16 + 4) run as ``_nn_sched.gemm_tail_columns`` where ``choose_tail_gemm_tile`` allows
+# (False: the small-image tile of padded 8-lane vectors / gemm_nn / the direct convolution)
+TAIL_GEMM = True
+
+# the GEMM form of a 1x1 conv whose pixels are not whole vectors (DS-CNN's 125) reads X directly,
+# its last vector overlapping the one before (``_nn_sched.gemm_overlap_last``; False: gemm_nn
+# with a padded copy of X)
+OVERLAP_GEMM = True
+
 # the GEMM form streams its weights once per block of pixel columns and keeps no K blocking:
 # from this many input channels the direct convolution (blocked by its cost model) is faster
 # (1024 -> 256 channels at 14x14: 1.6 ms against 1.1 ms)
@@ -157,12 +177,77 @@ def _conv_as_gemm(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, out_shape, ou
     x3 = te.placeholder((n, c, hw), x.dtype, name="x")
     w2 = te.placeholder((oc, c), w.dtype, name="w")
     epi = _bias_epilogue(b, out_dtype, *_act_bounds(spec))
-    out, sched = gemm_nn((n,), oc, hw, c, lambda bi, mm, kk: w2[mm, kk], lambda bi, kk, j: x3[bi[0], kk, j],
-                         str(x.dtype), spec.target, lambda acc, bi, mm, j: epi(acc, bi[0], mm, [j]), (n, oc, hw),
-                         lambda idx: ([idx[0]], idx[1], idx[2]), tile=tile or None)
+    if tile is False and OVERLAP_GEMM:
+        tile = _ns.choose_overlap_gemm_tile(oc, hw, c, str(x.dtype), spec.target) or False
+    if isinstance(tile, _ns.TailGemmTile):
+        out, sched = _ns.gemm_tail_columns(n, oc, hw, c, w2, x3, str(x.dtype), tile,
+                                           lambda acc, bi, mm, j: epi(acc, bi, mm, [j]))
+    elif isinstance(tile, _ns.OverlapGemmTile):
+        out, sched = _ns.gemm_overlap_last(n, oc, hw, c, w2, x3, str(x.dtype), tile,
+                                           lambda acc, bi, mm, j: epi(acc, bi, mm, [j]))
+    else:
+        out, sched = gemm_nn((n,), oc, hw, c, lambda bi, mm, kk: w2[mm, kk], lambda bi, kk, j: x3[bi[0], kk, j],
+                             str(x.dtype), spec.target, lambda acc, bi, mm, j: epi(acc, bi[0], mm, [j]),
+                             (n, oc, hw), lambda idx: ([idx[0]], idx[1], idx[2]), tile=tile or None)
     ins = [x3, w2] + ([b] if b is not None else [])
     func = scheduled(spec, ins, [out], sched)
     return with_param_shapes(func, {0: _ints(x.shape), 1: _ints(w.shape), len(ins): tuple(out_shape)})
+
+
+# a float convolution other than a 1x1 stride-1 one (3x3 kernels, strided 1x1) whose output pixels
+# are whole vectors and 1-4 more (7x7, 14x14) runs as ``gemm_tail_columns`` over an im2col copy of
+# its input when that copy (K = c*kh*kw rows of the output's pixels) stays in L2: resnet50's
+# 512-channel 3x3 on 7x7 and its stride-2 1x1 downsamplings (False: the direct convolution)
+IM2COL_TAIL_GEMM = True
+IM2COL_MAX_BYTES = 1 << 20
+
+
+def _im2col_tail_plan(spec: KernelSpec, x: te.Tensor, w: te.Tensor):
+    """The ``TailGemmTile`` of the im2col form of this conv, or None (direct convolution)."""
+    if not IM2COL_TAIL_GEMM or "conv" in _ns.TILE_OVERRIDE or not TAIL_GEMM:
+        return None
+    if str(x.dtype) != "float32" or len(x.shape) != 4 or int(spec.attrs.get("group", 1)) != 1:
+        return None
+    out_sp = _ints(spec.outputs[0].shape)[2:]
+    k = int(w.shape[1]) * math.prod(_ints(w.shape[2:]))
+    hw = math.prod(out_sp)
+    if int(x.shape[0]) * k * hw * 4 > IM2COL_MAX_BYTES:
+        return None
+    return _ns.choose_tail_gemm_tile(int(w.shape[0]), hw, k, "float32", spec.target)
+
+
+def _conv_im2col_tail(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, out_shape, out_dtype: str, tile):
+    """``cols[n, (c, ky, kx), (oy, ox)]`` = the padded input under tap (ky, kx) of output pixel
+    (oy, ox), then ``out = W[oc, c*kh*kw] @ cols`` by ``gemm_tail_columns``."""
+    n, c = _ints(x.shape[:2])
+    oc = int(w.shape[0])
+    kh, kw = _ints(w.shape[2:])
+    oh, ow = _ints(spec.outputs[0].shape)[2:]
+    sh, sw = _ints(spec.attrs["strides"])
+    dh, dw = _ints(spec.attrs["dilations"])
+    k, hw = c * kh * kw, oh * ow
+    prob = conv_problem(spec, x, w)
+    cols = te.compute((n, c, kh, kw, oh, ow), lambda bi, cc, ky, kx, oy, ox: prob.vfun(
+        bi, cc, [oy * sh + ky * dh, ox * sw + kx * dw]), name="cols")
+    w2 = te.placeholder((oc, k), w.dtype, name="w")
+    epi = _bias_epilogue(b, out_dtype, *_act_bounds(spec))
+
+    def b_fn(bi, kk, j):
+        return cols[bi, kk // (kh * kw), (kk // kw) % kh, kk % kw, j // ow, j % ow]
+    out, sched = _ns.gemm_tail_columns(n, oc, hw, k, w2, b_fn, "float32", tile,
+                                       lambda acc, bi, mm, j: epi(acc, bi, mm, [j]))
+
+    def schedule(sch, spec_):
+        sched(sch, spec_)
+        blk = sch.get_sblock("cols")
+        loops = sch.get_loops(blk)
+        # each (channel, tap) row: the output pixels along the innermost loops (LLVM vectorizes
+        # the stride-1 runs); in parallel over channels when the GEMM is
+        if n * oc * hw * k >= _ns.parallel_min_macs("float32") and c > 1:
+            sch.parallel(sch.fuse(loops[0], loops[1]) if n > 1 else loops[1])
+    ins = [x, w2] + ([b] if b is not None else [])
+    func = scheduled(spec, ins, [out], schedule)
+    return with_param_shapes(func, {1: _ints(w.shape), len(ins): tuple(out_shape)})
 
 
 def _bias_epilogue(b, out_dtype: str, act_min: float | None = None, act_max: float | None = None):
