@@ -8,7 +8,10 @@ Every kernel is bit-exact with the integer-only numpy reference:
   branch-free: with p = acc * m (|p| < 2^62) and n = 31 - shift,
       r = (p + 2^(n-1) + (p >> 63)) >> n          (arithmetic shifts)
   which equals sign(p) * ((|p| + 2^(n-1)) >> n): for p < 0,
-  -floor((2^(n-1) - p) / 2^n) = floor((p + 2^(n-1) - 1) / 2^n). Then + zero point, clamp;
+  -floor((2^(n-1) - p) / 2^n) = floor((p + 2^(n-1) - 1) / 2^n). Then + zero point, clamp.
+  The packed qconv (``quant_conv.conv_isa``) uses the same bits in 32-bit lanes where the shifts
+  allow: ``requant_hi32`` (n in [33, 62]: a multiply-high of |acc|) or the int32 clamp of
+  ``requant_expr(narrow=True)`` (n >= 31);
 - quantize divides in float32 and rounds half to even (``nearbyint``), NaN gives the zero
   point; dequantize converts (q - z) (int64) to float32 once and multiplies by the float32 scale.
 
@@ -43,8 +46,8 @@ from .common import placeholder, prim_func
 from .elementwise import is_nan, pointwise
 from .matrix import DENSE_GEMM_MIN_ROWS, _bcast_index
 from .nn import conv_problem
-from .quant_conv import (conv_isa, conv_isa_fits, dense_gemv_fits, dense_gemv_isa, dense_isa, dwconv_isa,
-                         dwconv_isa_fits, matmul_isa)
+from .quant_conv import conv_isa, conv_isa_fits, dense_gemv_fits, dense_gemv_isa, dense_isa, matmul_isa
+from .quant_dw import dwconv_lanes, dwconv_lanes_fits
 from .quant_isa import target_isa
 from .quant_lut import lut_vector_bytes, qlut_shuffle
 from .registry import KernelSpec, kernel
@@ -79,10 +82,11 @@ def select_const(idx, values: Sequence, dtype: str):
     return tree(0, len(vals))
 
 
-def requant_expr(acc, m, n, zero_point: int, qmin: int, qmax: int, out_dtype: str):
+def requant_expr(acc, m, n, zero_point: int, qmin: int, qmax: int, out_dtype: str, narrow: bool = False):
     """qmath.requantize on one value: ``acc`` an integer expression (widened to int64) or a pair
     (acc, bias) summed in int64, ``m`` the multiplier and ``n = 31 - shift`` the right shift
-    (integer expressions or ints)."""
+    (integer expressions or ints). ``narrow``: every n is >= 31 (the caller checked it), so the
+    rounded quotient fits int32 and the clamp runs in int32."""
     # the multiplier first: a table read then precedes the accumulator in the block order that
     # te.create_prim_func derives, so the tables are filled before the loops that read them
     # m < 2^31 and acc an int32 (or narrower) sign-extended: LLVM multiplies 32 x 32 -> 64 bits
@@ -93,16 +97,66 @@ def requant_expr(acc, m, n, zero_point: int, qmin: int, qmax: int, out_dtype: st
         # where m * (acc + bias) would be a full 64-bit multiply
         p = mm * cast(acc[0], "int64") + mm * cast(acc[1], "int64")
     else:
-        p = mm * cast(acc, "int64")
+        a64 = cast(acc, "int64")
+        p = mm * a64
     if isinstance(n, int):
         nn = _i64(n)
         half = _i64(1 << (n - 1))
     else:
         nn = cast(n, "int64")
         half = tir.shift_left(_i64(1), nn - _i64(1))
-    r = tir.shift_right(p + half + tir.shift_right(p, _i64(63)), nn) + _i64(zero_point)
+    # sign(p) = sign(acc) as m >= 0 (qmath: m = 0 or m in [2^30, 2^31)); for m = 0, p = 0 and
+    # (2^(n-1) - 1) >> n = 0 either way. Taking it from acc keeps the product off that path
+    sign = tir.shift_right(a64 if not isinstance(acc, tuple) else p, _i64(63))
+    r = tir.shift_right(p + half + sign, nn)
+    if narrow:
+        # n >= 31: |r| < 2^31, so the rest is int32 arithmetic (LLVM narrows once, then 16 lanes
+        # per vector instead of 8); clamped before the zero point is added (no overflow)
+        r = cast(r, "int32")
+        r = tir.max(tir.min(r, tir.const(qmax - zero_point, "int32")), tir.const(qmin - zero_point, "int32"))
+        return cast(r + tir.const(zero_point, "int32"), out_dtype)
+    r = r + _i64(zero_point)
     r = tir.max(tir.min(r, _i64(qmax)), _i64(qmin))
     return cast(r, out_dtype)
+
+
+def requant_hi32(acc, m, n, zero_point: int, qmin: int, qmax: int, out_dtype: str):
+    """``requant_expr`` for an int32 ``acc`` when every right shift n is in [33, 63], in 32-bit
+    lanes but one multiply-high: with a = |acc| (as uint32, 2^31 for INT32_MIN) and
+    p = a * m < 2^62, the reference's (p + 2^(n-1)) >> n equals
+    (hi32(p) + 2^(n-33)) >> (n-32): the low 32 bits of 2^(n-1) are zero, so adding it never
+    carries out of them, and floor(floor(p / 2^32) / 2^k) = floor(p / 2^(32+k)). The sign of p
+    is the sign of acc (m >= 0) and is put back after the shift (round half away from zero).
+    LLVM turns hi32(zext a * zext m) into one multiply-high of 16 lanes (two vpmuludq and a
+    shuffle on AVX-512) instead of widening to int64 lanes."""
+    mu = cast(m, "uint64") if not isinstance(m, int) else tir.const(m, "uint64")
+    neg = acc < tir.const(0, "int32")
+    absu = abs_u32(acc)
+    hi = cast(tir.shift_right(mu * cast(absu, "uint64"), tir.const(32, "uint64")), "uint32")
+    return hi32_finish(hi, neg, n, zero_point, qmin, qmax, out_dtype)
+
+
+def abs_u32(acc):
+    """|acc| of an int32 as uint32 (2^31 for INT32_MIN): (u ^ s) + (s & 1) with s = acc >> 31 as
+    uint32, which never overflows (0u - u would: TVM's simplifier folds it to 0 assuming no
+    unsigned wrap-around, and -acc overflows int32 for INT32_MIN)."""
+    s = tir.reinterpret("uint32", tir.shift_right(acc, tir.const(31, "int32")))
+    return tir.bitwise_xor(tir.reinterpret("uint32", acc), s) + tir.bitwise_and(s, tir.const(1, "uint32"))
+
+
+def hi32_finish(hi, neg, n, zero_point: int, qmin: int, qmax: int, out_dtype: str):
+    """The end of ``requant_hi32`` from ``hi = hi32(|acc| * m)`` (uint32) and ``neg = acc < 0``
+    (None: qmin >= zero point and hi was computed from max(acc, 0))."""
+    if isinstance(n, int):
+        k, c = tir.const(n - 32, "uint32"), tir.const(1 << (n - 33), "uint32")
+    else:
+        nu = cast(n, "uint32")
+        k, c = nu - tir.const(32, "uint32"), tir.shift_left(tir.const(1, "uint32"), nu - tir.const(33, "uint32"))
+    q = tir.reinterpret("int32", tir.shift_right(hi + c, k))
+    # neg None: the caller knows negative values clamp to qmin (hi = 0 there, so q = 0)
+    r = q if neg is None else tir.Select(neg, tir.const(0, "int32") - q, q)
+    r = tir.max(tir.min(r, tir.const(qmax - zero_point, "int32")), tir.const(qmin - zero_point, "int32"))
+    return cast(r + tir.const(zero_point, "int32"), out_dtype)
 
 
 def _req_params(attrs, idx=None):
@@ -116,25 +170,77 @@ def _req_params(attrs, idx=None):
     return select_const(idx, ms, "int64"), select_const(idx, ns, "int64")
 
 
-def _requant_node(acc, attrs, idx=None, tables=None):
+def _requant_node(acc, attrs, idx=None, tables=None, narrow: bool = False):
     """Requantize ``acc`` with the node's attributes; ``tables`` (from ``_req_tables``) holds the
-    per-channel multipliers/shifts in buffers read at ``idx``."""
+    per-channel multipliers/shifts in buffers read at ``idx``. ``narrow`` (``acc`` an int32
+    expression): the 32-bit lane forms when every shift allows them, ``requant_hi32``
+    (``_hi32_ok``) or else the int32 tail of ``requant_expr`` (``_narrow_ok``)."""
     if tables is not None:
         m, n = tables[0][idx], tables[1][idx]
     else:
         m, n = _req_params(attrs, idx)
-    return requant_expr(acc, m, n, int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]),
-                        str(attrs["out_dtype"]))
+    zp, qmin, qmax, dt = int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), str(attrs["out_dtype"])
+    if attrs.get("act", "none") == "hard_swish":
+        return _hard_swish_requant(acc, m, n, attrs)
+    if narrow and _hi32_ok(attrs) and not isinstance(acc, tuple):
+        return requant_hi32(acc, m, n, zp, qmin, qmax, dt)
+    return requant_expr(acc, m, n, zp, qmin, qmax, dt, narrow=narrow and _narrow_ok(attrs))
 
 
-def _req_tables(attrs, channels: int):
+def _hard_swish_requant(acc, m, n, attrs):
+    """A fused hard swish (edgec/ops/quant.py module doc): h = the requantization of ``acc`` to
+    fixed point (F fraction bits, clamped to [act_hmin, act_hmax]), t = clamp(h + 3, 0, 6),
+    p = h * t (|p| < 2^31: int32 lanes), then ONE rounding of p / (6 s_y) to the output."""
+    f = int(attrs["act_frac_bits"])
+    # the same 32-bit forms as a plain requantization where the shifts allow them (_narrow_ok,
+    # requant_hi32): every right shift of the first step >= 31 keeps h in int32 lanes; p is an
+    # int32 expression, and the second step's shift is usually in [33, 62]
+    h = requant_expr(acc, m, n, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), "int32",
+                     narrow=_narrow_ok(attrs))
+    t = tir.max(tir.min(h + tir.const(3 << f, "int32"), tir.const(6 << f, "int32")), tir.const(0, "int32"))
+    m2, n2 = int(attrs["act_multiplier"]), 31 - int(attrs["act_shift"])
+    zp, qmin, qmax, dt = int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), str(attrs["out_dtype"])
+    if 33 <= n2 <= 63:
+        return requant_hi32(h * t, m2, n2, zp, qmin, qmax, dt)
+    return requant_expr(h * t, m2, n2, zp, qmin, qmax, dt, narrow=n2 >= 31)
+
+
+def _hi32_finish(hi, neg, attrs, idx, tables):
+    n = tables[1][idx] if tables is not None else _req_params(attrs, idx)[1]
+    return hi32_finish(hi, neg, n, int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]),
+                       str(attrs["out_dtype"]))
+
+
+def _hi32_ok(attrs) -> bool:
+    """Every right shift n = 31 - shift is in [33, 63] (``requant_hi32``), and no fused activation
+    (``_hard_swish_requant`` needs the whole pre-activation)."""
+    return (attrs.get("act", "none") == "none" and all(33 <= 31 - int(v) <= 63 for v in _tuple(attrs["shift"]))
+            and _clamp_i32_ok(attrs))
+
+
+def _narrow_ok(attrs) -> bool:
+    """Every right shift n = 31 - shift is >= 31 (multipliers below 1, the usual case): then
+    |round(acc * m / 2^n)| < 2^31 for any int32 acc and m < 2^31, and the result fits int32."""
+    return all(31 - int(v) >= 31 for v in _tuple(attrs["shift"])) and _clamp_i32_ok(attrs)
+
+
+def _clamp_i32_ok(attrs) -> bool:
+    """qmin - zero point and qmax - zero point (the int32 clamp bounds) fit int32 (not so for
+    an int32 output with its whole range)."""
+    z = int(attrs["out_zero_point"])
+    return all(I32_MIN <= int(attrs[k]) - z <= I32_MAX for k in ("qmin", "qmax"))
+
+
+def _req_tables(attrs, channels: int, force: bool = False):
     """Per-channel (multiplier, right shift) as two int32 buffers of ``channels`` entries, filled
     once per call (a select tree per entry), or None when one pair serves every channel. Reading a
     table in the epilogue is ~20x cheaper than evaluating the select tree per output element."""
     ms = [int(v) for v in _tuple(attrs["multiplier"])]
     ns = [31 - int(v) for v in _tuple(attrs["shift"])]
-    if len(ms) == 1 or len(set(zip(ms, ns))) == 1:
+    if not force and (len(ms) == 1 or len(set(zip(ms, ns))) == 1):
         return None
+    if len(ms) == 1:
+        ms, ns = ms * channels, ns * channels
     mt = te.placeholder((channels,), "int32", name="req_m")
     nt = te.placeholder((channels,), "int32", name="req_n")
     return _ReqTables(mt, nt, ms, ns)
@@ -393,6 +499,10 @@ class _OneTable(tuple):
 
 @kernel("qdense")
 def qdense(spec: KernelSpec):
+    from .quant_sparse import sparse_qdense     # a sparse input (calibration evidence): skip its zeros
+    sparse = sparse_qdense(spec)
+    if sparse is not None:
+        return sparse
     a = spec.attrs
     n = int(spec.inputs[1].shape[0])
     tables = _req_tables(a, n)
@@ -510,10 +620,21 @@ def qconv(spec: KernelSpec):
     out_shape = tuple(int(d) for d in spec.outputs[0].shape)
     rank = len(x.shape) - 2
     if isa is not None and isa.px and conv_isa_fits(str(x.dtype), int(attrs.get("group", 1)), rank):
-        out, sched = conv_isa(isa, x, w, attrs, out_shape, epi)
-    elif isa is not None and dwconv_isa_fits(isa, str(x.dtype), int(attrs.get("group", 1)), int(x.shape[1]), oc,
-                                             tuple(int(d) for d in w.shape[2:]), attrs["strides"], attrs["dilations"]):
-        out, sched = dwconv_isa(isa, x, w, attrs, out_shape, epi)
+        # the bias is added to the int32 accumulator (the reference's acc + bias fits int32),
+        # the requantization in 32-bit lanes where the shifts allow it
+        hi32 = None
+        if _hi32_ok(attrs):
+            # the multiply-high on its tensor intrinsic reads the multiplier from a table,
+            # also when one multiplier serves every channel
+            if tables is None:
+                tables = _req_tables(attrs, oc, force=True)
+            low = int(attrs["qmin"]) - int(attrs["out_zero_point"]) >= 0
+            hi32 = (tables[0], lambda hi, neg, o: _hi32_finish(hi, neg, attrs, o, tables), low)
+        out, sched = conv_isa(isa, x, w, b, attrs, out_shape,
+                              lambda acc, o: _requant_node(acc, attrs, o, tables, narrow=True), hi32)
+    elif dwconv_lanes_fits(isa, str(x.dtype), int(attrs.get("group", 1)), int(x.shape[1]), oc, rank,
+                           int(w.shape[-1]), out_shape[-1], str(attrs.get("act", "none"))):
+        out, sched = dwconv_lanes(isa, x, w, b, attrs, out_shape, tables, epi)
     else:
         # int32 accumulation of uint8/int8 loads; padding reads the input zero point (real 0)
         prob = conv_problem(spec, x, w, fill=tir.const(int(attrs["x_zero_point"]), str(x.dtype)),

@@ -30,8 +30,12 @@ dilation. Positions with ``ow >= OW`` (the Wq - OW columns between rows) are com
 dropped: waste (KW-1)/Wq of the lanes for a stride-1 KxK conv, none for 1x1. Weights are packed
 per call into [ceil(O/mr)*mr, C/G, KH, KW, G] (zero for padded channels). The register tile is
 mr output channels x nw vectors of L positions; per step nw vector loads, mr broadcasts, mr*nw
-dot instructions. The accumulators of one channel tile (mr x all positions) go to a workspace
-buffer and the epilogue writes the NCHW output from it.
+dot instructions. Per tile of nw*L positions the accumulators stay in registers (the tile is
+kept under 1 KiB) and are requantized right after the reduction (bias added in int32, the
+32-bit multiply-high form of quant.requant_hi32 on the ``quant_isa.mulhi_intrin`` intrinsic
+where the shifts allow it) into the bytes of one channel tile, then copied into the NCHW
+output. With fewer input channels than G (``conv_isa_taps``) a group holds G consecutive
+(channel, width tap) pairs instead: xq[n, t/G, row phase, f, g] with rows of OW positions.
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ from tvm import te
 
 from ..tuning import tunable
 from ._nn_sched import PARALLEL_MIN_MACS, cast
-from .quant_isa import Isa
+from .quant_isa import Isa, mulhi_intrin
 
 tir = tvm.tirx
 
@@ -283,7 +287,16 @@ def _rank_tiles(isa: Isa, oc: int, positions: int, steps: int) -> list[tuple[int
             ot = -(-oc // mr)
             cost = ot * pt * (steps * (max(mr * nw / 2.0, (nw + mr) / 2.0) + 1.0) + mr * nw * 4)
             cands.append((cost, len(cands), (mr, nw)))
-    cands.sort(key=lambda c: (round(c[0], 6), c[1]))
+    # few reduction steps per output vector: the requantization right after the reduction
+    # dominates and needs registers (multiplier, shift, rounding constants per channel) beside
+    # the accumulators; larger tiles then spill (measured on Zen 4: 1x1 convs with 16..64 input
+    # channels 1.1-1.3x faster with 4-8 accumulators than with 16-20)
+    cap = 6 if steps <= 4 else 8 if steps <= 16 else isa.max_acc
+    # the accumulators of a position tile are a local buffer: from 1 KiB on, TVM moves it off
+    # the stack into a workspace allocation per tile (then no registers: 160->960 1x1 on 7x7
+    # 13x slower)
+    cap = min(cap, (1024 - 1) // (4 * L))
+    cands.sort(key=lambda c: (c[2][0] * c[2][1] > cap, round(c[0], 6), c[1]))
     return [c[2] for c in cands] or [(1, 1)]
 
 
@@ -293,24 +306,24 @@ def _choose_tile(isa: Isa, oc: int, positions: int, steps: int, top: int = 8) ->
     return tunable("tile", _rank_tiles(isa, oc, positions, steps)[:top])
 
 
-def _flat_epilogue(acc: te.Tensor, epilogue: Callable, oc: int, wq: int, r: int, out_shape) -> te.Tensor:
-    """The output of a conv accumulated on flattened positions ``acc[n, ocp, pp]`` (rows ``wq`` wide,
-    channels padded to ``ocp``): the epilogue ("req") runs on whole vectors of positions, then the
-    valid positions are copied into the NCHW output (bytes)."""
-    n, ocp, pp = (int(d) for d in acc.shape)
-    acc_o = lambda o: tir.min(o, oc - 1) if ocp != oc else o  # noqa: E731
-    req = te.compute((n, ocp, pp), lambda nn, o, p: epilogue(acc[nn, o, p], nn, acc_o(o), None), name="req")
-
-    def out_f(nn, o, *sp):
-        p = sp[0] * wq + sp[1] if r == 2 else sp[0]
-        # the never-taken branch makes the region this block reads [0, pp) for every channel
-        # tile, so that compute_at gives req/acc whole vectors of positions to tile
-        return tir.if_then_else(p < 0, req[nn, o, pp - 1], req[nn, o, p])
-    return te.compute(tuple(int(d) for d in out_shape), out_f, name="out")
+def conv_isa_taps(c: int, kw: int, isa: Isa) -> bool:
+    """Group G consecutive (channel, width tap) pairs per dot instruction instead of G channels:
+    when the channels are fewer than G (a first layer on 1 or 2 input channels), and that cuts the
+    dot instructions per output vector at least 1.5x (DS-CNN's 1 channel x 10x4 kernel: 4x)."""
+    G = isa.group
+    chan = -(-c // G) * kw
+    taps = -(-(c * kw) // G)
+    return c < G and kw > 1 and 2 * chan >= 3 * taps
 
 
-def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, attrs, out_shape, epilogue: Callable):
-    """``epilogue(acc, n, oc, [oh, ow])`` -> output value. Returns (out, schedule)."""
+def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs, out_shape,
+             requant: Callable, hi32=None):
+    """``requant(acc, oc)`` -> output value, ``acc`` the int32 accumulator with the bias already
+    added (int32). ``hi32 = (m_table, finish, low_clamp)``: the requantization as
+    ``quant.requant_hi32`` in three steps, |acc| as uint32, its multiply-high by the channel's
+    multiplier (``m_table[oc]``, int32) on the ``quant_isa.mulhi_intrin`` tensor intrinsic, then
+    ``finish(hi, acc < 0, oc)``; ``low_clamp``: negative accumulators all clamp to qmin, then
+    max(acc, 0) replaces |acc| and ``finish`` gets None for the sign. Returns (out, schedule)."""
     L, G = isa.lanes, isa.group
     r = len(x.shape) - 2
     n, c = int(x.shape[0]), int(x.shape[1])
@@ -330,208 +343,197 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, attrs, out_shape, epilogue: C
         pt, pl = int(attrs["pads"][0]), int(attrs["pads"][1])
         oh, ow = int(out_shape[2]), int(out_shape[3])
     zp = int(attrs["x_zero_point"])
-    c4 = -(-c // G)
+    taps = conv_isa_taps(c, kw, isa)
     # planes: phase of a tap along an axis = (t*d) % s, a multiple of gcd(d, s); plane index
     # ((t*d) % s) // gcd: an expression of the tap the tensorized region analysis sees as a point
     gh, gw = math.gcd(dh, sh), math.gcd(dw, sw)
     nph = max(((t * dh) % sh) // gh for t in range(kh)) + 1
-    npw = max(((t * dw) % sw) // gw for t in range(kw)) + 1
-    wq = ow + ((kw - 1) * dw) // sw
+    if taps:
+        # groups of G (channel, width tap) pairs t = c * KW + kw: the width taps live in the group,
+        # the planes are rows of OW positions (no halo columns), one plane per row phase
+        npw = 1
+        c4 = -(-(c * kw) // G)
+        wq = ow
+        steps = c4 * kh
+    else:
+        npw = max(((t * dw) % sw) // gw for t in range(kw)) + 1
+        c4 = -(-c // G)
+        wq = ow + ((kw - 1) * dw) // sw
+        steps = c4 * kh * kw
     positions = oh * wq
-    steps = c4 * kh * kw
     mr, nw = _choose_tile(isa, oc, positions, steps)
     ocp = _ceil_to(oc, mr)
     pp = _ceil_to(positions, nw * L)
-    maxoff = (((kh - 1) * dh) // sh) * wq + ((kw - 1) * dw) // sw
+    maxoff = (((kh - 1) * dh) // sh) * wq + (0 if taps else ((kw - 1) * dw) // sw)
     fh = -(-(pp + maxoff) // wq)
 
-    def xval(nn, cg, ih, iw, f, g):
-        qh, qw = f // wq, f % wq
-        ph, pw = ih * gh, iw * gw
-        row = qh * sh + ph - pt
-        col = qw * sw + pw - pl
-        ch = cg * G + g
-        conds = [row >= 0, row < h, col >= 0, col < wd]
-        if c % G:
-            conds.append(ch < c)
-        src = (nn, tir.min(ch, c - 1)) + ((row, col) if r == 2 else (col,))
-        return tir.if_then_else(tir.all(*conds), x[src], tir.const(zp, "uint8"))
-    xq5 = te.compute((n, c4, nph, npw, fh * wq, G), xval, name="xq")
+    def inside(row, col):
+        return [row >= 0, row < h, col >= 0, col < wd]
 
-    def wval(o, cg, a, b, g):
-        ch = cg * G + g
-        conds = []
-        if ocp != oc:
-            conds.append(o < oc)
-        if c % G:
-            conds.append(ch < c)
-        idx = (tir.min(o, oc - 1), tir.min(ch, c - 1)) + ((a, b) if r == 2 else (b,))
-        v = cast(w[idx], isa.w_dtype)
-        return tir.if_then_else(tir.all(*conds), v, tir.const(0, isa.w_dtype)) if conds else v
-    wq5 = te.compute((ocp, c4, kh, kw, G), wval, name="wpk")
+    if taps:
+        def xval(nn, cg, ih, f, g):
+            qh, qw = f // wq, f % wq
+            t = cg * G + g
+            ch, tw = t // kw, t % kw
+            row = qh * sh + ih * gh - pt
+            col = qw * sw + tw * dw - pl
+            conds = inside(row, col) + ([t < c * kw] if c4 * G != c * kw else [])
+            src = (nn, tir.min(ch, c - 1)) + ((row, col) if r == 2 else (col,))
+            return tir.if_then_else(tir.all(*conds), x[src], tir.const(zp, "uint8"))
+        xq = te.compute((n, c4, nph, fh * wq, G), xval, name="xq")
+    else:
+        def xval(nn, cg, ih, iw, f, g):
+            qh, qw = f // wq, f % wq
+            row = qh * sh + ih * gh - pt
+            col = qw * sw + iw * gw - pl
+            ch = cg * G + g
+            conds = inside(row, col) + ([ch < c] if c % G else [])
+            src = (nn, tir.min(ch, c - 1)) + ((row, col) if r == 2 else (col,))
+            return tir.if_then_else(tir.all(*conds), x[src], tir.const(zp, "uint8"))
+        xq = te.compute((n, c4, nph, npw, fh * wq, G), xval, name="xq")
+
+    # the weights of a 1x1 conv are already in the packed layout when C is a multiple of G (G
+    # consecutive input channels of one output channel are G consecutive bytes): the per-call
+    # packing is then a vectorized copy (int8; AVX2's int16 weights: a widening copy)
+    ident_w = not taps and kh == 1 and kw == 1 and c % 16 == 0
+    if taps:
+        def wval(o, cg, a, g):
+            t = cg * G + g
+            conds = ([o < oc] if ocp != oc else []) + ([t < c * kw] if c4 * G != c * kw else [])
+            tc = tir.min(t, c * kw - 1)
+            idx = (tir.min(o, oc - 1), tc // kw) + ((a, tc % kw) if r == 2 else (tc % kw,))
+            v = cast(w[idx], isa.w_dtype)
+            return tir.if_then_else(tir.all(*conds), v, tir.const(0, isa.w_dtype)) if conds else v
+        wpk = te.compute((ocp, c4, kh, G), wval, name="wpk")
+    else:
+        def wval(o, cg, a, b, g):
+            ch = cg * G + g
+            conds = ([o < oc] if ocp != oc else []) + ([ch < c] if c % G else [])
+            idx = (tir.min(o, oc - 1), tir.min(ch, c - 1)) + ((a, b) if r == 2 else (b,))
+            v = cast(w[idx], isa.w_dtype)
+            return tir.if_then_else(tir.all(*conds), v, tir.const(0, isa.w_dtype)) if conds else v
+        wpk = te.compute((ocp, c4, kh, kw, G), wval, name="wpk")
 
     rc = te.reduce_axis((0, c4), name="rc")
     rh = te.reduce_axis((0, kh), name="rh")
-    rw = te.reduce_axis((0, kw), name="rw")
     rg = te.reduce_axis((0, G), name="rg")
-    def acc_f(nn, o, p):
-        off = ((rh * dh) // sh) * wq + (rw * dw) // sw
-        f = p + off
-        xv = xq5[nn, rc, ((rh * dh) % sh) // gh, ((rw * dw) % sw) // gw, f, rg]
-        return te.sum(cast(xv, "int32") * cast(wq5[o, rc, rh, rw, rg], "int32"), axis=[rc, rh, rw, rg])
-    acc = te.compute((n, ocp, pp), acc_f, name="acc")
 
-    out = _flat_epilogue(acc, epilogue, oc, wq, r, out_shape)
+    if taps:
+        def acc_f(nn, o, p):
+            xv = xq[nn, rc, ((rh * dh) % sh) // gh, p + ((rh * dh) // sh) * wq, rg]
+            prod = cast(xv, "int32") * cast(wpk[o, rc, rh, rg], "int32")
+            return te.sum(prod, axis=[rc, rh, rg])
+    else:
+        rw = te.reduce_axis((0, kw), name="rw")
+
+        def acc_f(nn, o, p):
+            off = ((rh * dh) // sh) * wq + (rw * dw) // sw
+            xv = xq[nn, rc, ((rh * dh) % sh) // gh, ((rw * dw) % sw) // gw, p + off, rg]
+            prod = cast(xv, "int32") * cast(wpk[o, rc, rh, rw, rg], "int32")
+            return te.sum(prod, axis=[rc, rh, rw, rg])
+    acc = te.compute((n, ocp, pp), acc_f, name="acc")
+    acc_o = (lambda o: tir.min(o, oc - 1)) if ocp != oc else (lambda o: o)
+    # acc + bias in int32: the reference's sum fits int32 (it raises otherwise), so the wrapping
+    # int32 add is exact; one vpaddd instead of a second 64-bit product. Added as uint32: LLVM
+    # would widen a signed no-overflow sum into two int64 operands, and the product would need
+    # a full 64-bit multiply
+    def accb(nn, o, p):
+        if bias is None:
+            return acc[nn, o, p]
+        return tir.reinterpret("int32", tir.reinterpret("uint32", acc[nn, o, p])
+                               + tir.reinterpret("uint32", bias[acc_o(o)]))
+    if hi32 is None:
+        req = te.compute((n, ocp, pp), lambda nn, o, p: requant(accb(nn, o, p), acc_o(o)), name="req")
+    else:
+        mt, finish, low_clamp = hi32
+        from .quant import abs_u32
+        if low_clamp:
+            # every negative acc ends at qmin (qmin >= the zero point, e.g. a fused ReLU): the
+            # multiply-high of max(acc, 0) gives 0 there, and no sign is put back
+            ab = te.compute((n, ocp, pp), lambda nn, o, p: tir.reinterpret(
+                "uint32", tir.max(accb(nn, o, p), tir.const(0, "int32"))), name="absacc")
+        else:
+            ab = te.compute((n, ocp, pp), lambda nn, o, p: abs_u32(accb(nn, o, p)), name="absacc")
+        hi = te.compute((n, ocp, pp), lambda nn, o, p: cast(tir.shift_right(
+            cast(mt[acc_o(o)], "uint64") * cast(ab[nn, o, p], "uint64"), tir.const(32, "uint64")), "uint32"),
+            name="mulhi")
+        req = te.compute((n, ocp, pp), lambda nn, o, p: finish(
+            hi[nn, o, p], None if low_clamp else accb(nn, o, p) < tir.const(0, "int32"), acc_o(o)), name="req")
+
+    def out_f(nn, o, *sp):
+        p = sp[0] * wq + sp[1] if r == 2 else sp[0]
+        # the never-taken branch makes the region this block reads [0, pp) for every channel
+        # tile, so that compute_at gives req whole vectors of positions to tile
+        return tir.if_then_else(p < 0, req[nn, o, pp - 1], req[nn, o, p])
+    out = te.compute(tuple(int(d) for d in out_shape), out_f, name="out")
     macs = n * oc * oh * ow * c * kh * kw
 
     def schedule(sch, spec) -> None:
-        # the packed input, row by row of the planes (the split removes the div/mod of f)
         b_x = sch.get_sblock("xq")
-        sch.split(sch.get_loops(b_x)[4], [None, wq])
-        b_acc = sch.get_sblock("acc")
-        b_req = sch.get_sblock("req")
-        b_out = sch.get_sblock("out")
+        # the packed input row by row of the planes (the split removes the div/mod of f)
+        sch.split(sch.get_loops(b_x)[-2], [None, wq])
+        b_acc, b_req, b_out = sch.get_sblock("acc"), sch.get_sblock("req"), sch.get_sblock("out")
         ol = sch.get_loops(b_out)
         oo, _ = sch.split(ol[1], [None, mr])
         if macs >= PARALLEL_MIN_MACS and n * (ocp // mr) >= 2:
             oo = sch.fuse(ol[0], oo)
             sch.parallel(oo)
+        # one channel tile: per tile of nw*L positions, the reduction into mr x nw accumulator
+        # vectors (registers), then at once their requantization into bytes
         sch.compute_at(b_req, oo, preserve_unit_loops=True)
-        sch.compute_at(b_acc, oo, preserve_unit_loops=True)
         rl = sch.get_loops(b_req)
-        _, rv = sch.split(rl[-1], [None, L])
-        sch.vectorize(rv)
+        r_o, r_p = rl[-2], rl[-1]
+        rpo, rpt, rpv = sch.split(r_p, [None, nw, L])
+        sch.reorder(rpo, r_o, rpt, rpv)
+        steps_hi = ("mulhi", "absacc") if hi32 is not None else ()
+        for name in steps_hi:
+            sch.compute_at(sch.get_sblock(name), rpo, preserve_unit_loops=True)
+        sch.compute_at(b_acc, rpo, preserve_unit_loops=True)
+        for name in steps_hi:
+            bl = sch.get_loops(sch.get_sblock(name))
+            _, t_, v_ = sch.split(bl[-1], [None, nw, L])
+            if name == "mulhi":
+                sch.tensorize(v_, mulhi_intrin(L))
+            else:
+                sch.vectorize(v_)
+            sch.unroll(t_)
+            sch.unroll(bl[-2])
+        sch.vectorize(rpv)
+        sch.unroll(rpt)
+        sch.unroll(r_o)
         loops = sch.get_loops(b_acc)
-        o_l, p_l, c_l, h_l, w_l, g_l = loops[-6:]
-        po, pt_, pv = sch.split(p_l, [None, nw, L])
-        sch.reorder(po, c_l, h_l, w_l, o_l, pt_, pv, g_l)
-        oi = o_l
+        nred = 3 if taps else 4
+        o_l, p_l = loops[-2 - nred], loops[-1 - nred]
+        red = loops[-nred:]
+        pt_, pv = sch.split(p_l, [nw, L])
+        sch.reorder(*red[:-1], o_l, pt_, pv, red[-1])
+        b_init = sch.decompose_reduction(b_acc, red[0])
+        sch.tensorize(pv, isa.px)
+        sch.unroll(pt_)
+        sch.unroll(o_l)
+        il = sch.get_loops(b_init)
+        sch.vectorize(il[-1])
+        sch.unroll(il[-2])
+        sch.unroll(il[-3])
         if ow % L == 0:
             _, v = sch.split(sch.get_loops(b_out)[-1], [None, L])
             sch.vectorize(v)
-        sch.decompose_reduction(b_acc, c_l)
-        sch.tensorize(pv, isa.px)
-        sch.unroll(pt_)
-        sch.unroll(oi)
+        elif wq == ow and r == 2:
+            # rows without halo: one contiguous run of OH*OW bytes per channel, which LLVM
+            # vectorizes as one loop (OW alone is too short a loop)
+            sch.fuse(*sch.get_loops(b_out)[-2:])
         # copies: the packed input row by row (LLVM vectorizes the interleave), the weights
         xl = sch.get_loops(b_x)
         sch.unroll(xl[-1])
         if n * c4 >= 2 and n * c * fh * wq >= (1 << 16) and macs >= PARALLEL_MIN_MACS:
             sch.parallel(sch.fuse(xl[0], xl[1]))
         wl = sch.get_loops(sch.get_sblock("wpk"))
-        sch.unroll(wl[-1])
-
-    return out, schedule
-
-
-# -- depthwise conv --------------------------------------------------------------------------------
-def dwconv_isa_fits(isa: Isa, x_dtype: str, groups: int, c: int, oc: int, kernel, strides, dilations) -> bool:
-    """Depthwise (one input channel per output channel), uint8, unit stride and dilation along
-    the width (consecutive width taps are consecutive bytes), VNNI, kernel width >= 5. Measured
-    on Zen 4: 5x5 200ch 2x96 1.2x faster than the portable int32 schedule; 3x3 (one vpdpbusd
-    per row at 3/4 use, the 4x window copy not amortized) and AVX2 (2 taps per vpmaddwd) slower."""
-    return (isa.name == "vnni" and x_dtype == "uint8" and groups == c == oc and len(kernel) in (1, 2)
-            and int(kernel[-1]) >= 5 and int(strides[-1]) == 1 and int(dilations[-1]) == 1)
-
-
-def dwconv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, attrs, out_shape, epilogue: Callable):
-    """Depthwise conv on the dot instructions: the reduction group is G consecutive *width taps*.
-
-    Per channel, the input plane (rows of width ``Wq = OW + KW - 1``, flattened, one plane per
-    row phase of the height stride as in ``conv_isa``) is copied into ``xp``, then into a sliding
-    window ``xq[.., f, g] = xp[.., f + g]`` (G bytes per position), so that one dot instruction
-    does G width taps of L output positions; weights [C, KH, ceil(KW/G), G] (zero past KW)."""
-    L, G = isa.lanes, isa.group
-    r = len(x.shape) - 2
-    n, c = int(x.shape[0]), int(x.shape[1])
-    if r == 1:
-        h, wd, kh, kw = 1, int(x.shape[2]), 1, int(w.shape[2])
-        sh, dh, pt, pl = 1, 1, 0, int(attrs["pads"][0])
-        oh, ow = 1, int(out_shape[2])
-    else:
-        h, wd, kh, kw = int(x.shape[2]), int(x.shape[3]), int(w.shape[2]), int(w.shape[3])
-        sh, dh = int(attrs["strides"][0]), int(attrs["dilations"][0])
-        pt, pl = int(attrs["pads"][0]), int(attrs["pads"][1])
-        oh, ow = int(out_shape[2]), int(out_shape[3])
-    zp = int(attrs["x_zero_point"])
-    kq = -(-kw // G)
-    gh = math.gcd(dh, sh)
-    nph = max(((t * dh) % sh) // gh for t in range(kh)) + 1
-    wq = ow + kw - 1
-    positions = oh * wq
-    mr, nw = _choose_tile(isa, c, positions, kh * kq)
-    nw = min(nw, max(1, isa.max_acc // mr))
-    ocp = _ceil_to(c, mr)
-    pp = _ceil_to(positions, nw * L)
-    maxoff = (((kh - 1) * dh) // sh) * wq + (kq - 1) * G
-    fh = -(-(pp + maxoff + G) // wq)
-
-    def xpval(nn, cc, ih, f):
-        qh, qw = f // wq, f % wq
-        row = qh * sh + ih * gh - pt
-        col = qw - pl
-        conds = [row >= 0, row < h, col >= 0, col < wd]
-        if ocp != c:
-            conds.append(cc < c)
-        src = (nn, tir.min(cc, c - 1)) + ((row, col) if r == 2 else (col,))
-        return tir.if_then_else(tir.all(*conds), x[src], tir.const(zp, "uint8"))
-    xp = te.compute((n, ocp, nph, fh * wq), xpval, name="xp")
-    fq = pp + maxoff
-    xq = te.compute((n, ocp, nph, fq, G), lambda nn, cc, ih, f, g: xp[nn, cc, ih, f + g], name="xq")
-
-    def wval(cc, a, b, g):
-        t = b * G + g
-        conds = [t < kw] if kq * G != kw else []
-        if ocp != c:
-            conds.append(cc < c)
-        idx = (tir.min(cc, c - 1), 0) + ((a, tir.min(t, kw - 1)) if r == 2 else (tir.min(t, kw - 1),))
-        v = cast(w[idx], isa.w_dtype)
-        return tir.if_then_else(tir.all(*conds), v, tir.const(0, isa.w_dtype)) if conds else v
-    wpk = te.compute((ocp, kh, kq, G), wval, name="wpk")
-    rh = te.reduce_axis((0, kh), name="rh")
-    rq = te.reduce_axis((0, kq), name="rq")
-    rg = te.reduce_axis((0, G), name="rg")
-
-    def acc_f(nn, cc, p):
-        f = p + ((rh * dh) // sh) * wq + rq * G
-        xv = xq[nn, cc, ((rh * dh) % sh) // gh, f, rg]
-        return te.sum(cast(xv, "int32") * cast(wpk[cc, rh, rq, rg], "int32"), axis=[rh, rq, rg])
-    acc = te.compute((n, ocp, pp), acc_f, name="acc")
-    out = _flat_epilogue(acc, epilogue, c, wq, r, out_shape)
-    macs = n * c * oh * ow * kh * kw
-
-    def schedule(sch, spec) -> None:
-        b_acc, b_req, b_out = sch.get_sblock("acc"), sch.get_sblock("req"), sch.get_sblock("out")
-        b_xp, b_xq = sch.get_sblock("xp"), sch.get_sblock("xq")
-        ol = sch.get_loops(b_out)
-        oo, _ = sch.split(ol[1], [None, mr])
-        oo = sch.fuse(ol[0], oo)
-        if macs >= PARALLEL_MIN_MACS and n * (ocp // mr) >= 2:
-            sch.parallel(oo)
-        sch.compute_at(b_req, oo, preserve_unit_loops=True)
-        sch.compute_at(b_acc, oo, preserve_unit_loops=True)
-        sch.compute_at(b_xq, oo, preserve_unit_loops=True)
-        sch.compute_at(b_xp, oo, preserve_unit_loops=True)
-        rl = sch.get_loops(b_req)
-        _, rv = sch.split(rl[-1], [None, L])
-        sch.vectorize(rv)
-        loops = sch.get_loops(b_acc)
-        n_l, o_l, p_l, h_l, q_l, g_l = loops[-6:]
-        po, pt_, pv = sch.split(p_l, [None, nw, L])
-        sch.reorder(po, h_l, q_l, o_l, pt_, pv, g_l)
-        if ow % L == 0:
-            _, v = sch.split(sch.get_loops(b_out)[-1], [None, L])
-            sch.vectorize(v)
-        sch.decompose_reduction(b_acc, h_l)
-        sch.tensorize(pv, isa.px)
-        sch.unroll(pt_)
-        sch.unroll(o_l)
-        # the plane copy row by row (no div/mod), the sliding window with g innermost unrolled
-        xl = sch.get_loops(b_xp)
-        sch.split(xl[-1], [None, wq])
-        ql = sch.get_loops(b_xq)
-        sch.unroll(ql[-1])
-        wl = sch.get_loops(sch.get_sblock("wpk"))
-        sch.unroll(wl[-1])
+        if ident_w:
+            # per output channel one contiguous run of C weights (fusing the channel loop too
+            # would leave a division by C in the index: gathers unless C is a power of two)
+            _, wv = sch.split(sch.fuse(*wl[1:]), [None, 64 if c % 64 == 0 else 16])
+            sch.vectorize(wv)
+        else:
+            sch.unroll(wl[-1])
 
     return out, schedule

@@ -323,6 +323,58 @@ def _register_sdot_intrins(isa: Isa) -> None:
         TensorIntrin.register(isa.dot, dot_desc, dot_impl)
 
 
+def mulhi_intrin(lanes: int) -> str:
+    """The name of a registered intrinsic ``C[l] = hi32(zext(M[0]) * zext(A[l]))`` for ``lanes``
+    uint32 lanes (A: uint32, M: one non-negative int32 multiplier, C: uint32), the multiply-high
+    of the 32-bit requantization (``quant.requant_hi32``). The impl multiplies the even and the
+    odd lanes as 64-bit lanes whose high halves are zero (LLVM: two ``vpmuludq`` or ``vpmullq``
+    without widening) and gathers the high halves with one two-source shuffle (``vpermt2d``),
+    where the scalar form is vectorized by widening to 2 x lanes/2 int64 lanes and narrowing
+    back (10 instructions for 16 lanes instead of 5)."""
+    name = f"edgec_mulhi_u32x{lanes}"
+    with _LOCK:
+        if not _registered(name):
+            _register_mulhi(name, lanes)
+    return name
+
+
+def _register_mulhi(name: str, lanes: int) -> None:
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+    half = lanes // 2
+    vec, wide = f"uint32x{lanes}", f"uint64x{half}"
+    picks = [v for i in range(half) for v in (2 * i + 1, lanes + 2 * i + 1)]
+
+    @T.prim_func(s_tir=True)
+    def desc(M: T.Buffer((1,), "int32", offset_factor=1), A: T.Buffer((lanes,), "uint32", offset_factor=1),
+             C: T.Buffer((lanes,), "uint32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(M[0:1], A[0:lanes])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
+                with T.sblock("update"):
+                    vi = T.axis.remap("S", [i])
+                    C[vi] = T.Cast("uint32", T.shift_right(T.Cast("uint64", M[0]) * T.Cast("uint64", A[vi]),
+                                                           T.uint64(32)))
+
+    @T.prim_func(s_tir=True)
+    def impl(M: T.Buffer((1,), "int32", offset_factor=1), A: T.Buffer((lanes,), "uint32", offset_factor=1),
+             C: T.Buffer((lanes,), "uint32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(M[0:1], A[0:lanes])
+            T.writes(C[0:lanes])
+            # one expression (no let-bound vectors: TVM would give each a workspace buffer)
+            C[T.ramp(T.int32(0), 1, lanes)] = T.Shuffle([
+                T.reinterpret(T.bitwise_and(T.reinterpret(A.vload([0], dtype=vec), dtype=wide),
+                                            T.broadcast(T.uint64(0xFFFFFFFF), half))
+                              * T.broadcast(T.Cast("uint64", M[0]), half), dtype=vec),
+                T.reinterpret(T.shift_right(T.reinterpret(A.vload([0], dtype=vec), dtype=wide),
+                                            T.broadcast(T.uint64(32), half))
+                              * T.broadcast(T.Cast("uint64", M[0]), half), dtype=vec)], picks)
+
+    TensorIntrin.register(name, desc, impl)
+
+
 def _mattr(target) -> list[str]:
     tv = getattr(target, "tvm", None) or {}
     return list(tv.get("mattr", [])) if isinstance(tv, dict) else []
@@ -349,4 +401,4 @@ def isa_by_name(name: str) -> Isa:
     return {"vnni": _register_vnni, "avx2": _register_avx2, "sdot": _register_sdot}[name]()
 
 
-__all__ = ["Isa", "target_isa", "isa_by_name"]
+__all__ = ["Isa", "target_isa", "isa_by_name", "mulhi_intrin"]

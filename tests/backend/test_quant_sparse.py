@@ -1,0 +1,268 @@
+"""The sparse-input qdense GEMV (edgec/backend/kernels/quant_sparse.py) against the numpy reference
+of edgec/ops/quant.py, bit for bit: dense, sparse, all-zero and overflowing (dense fallback)
+inputs, K not a multiple of the 32-byte scan block, N not a multiple of the 8-output chunk,
+int8 activations with a non-zero zero point, several rows; the dispatch rule of ``qdense``; an
+aarch64 and an AVX2 compile. Kernels are built straight from a KernelSpec (``input_density`` is
+set on the spec: the op schema line is the lead's) and run through TVM's runtime."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tvm = pytest.importorskip("tvm")
+
+from edgec.backend.kernels import quant_sparse  # noqa: E402
+from edgec.backend.kernels.registry import KERNELS, KernelSpec, TensorType  # noqa: E402
+from edgec.ir import ops as irops  # noqa: E402
+from edgec.quant.qmath import qrange  # noqa: E402
+from edgec.targets import load_target  # noqa: E402
+
+pytestmark = pytest.mark.tvm
+
+
+def _attrs(rng, n, x_dtype, density, per_channel=True):
+    lo, hi = qrange(x_dtype)
+    ms = rng.integers(2 ** 30, 2 ** 31 - 1, n if per_channel else 1)
+    a = {"x_zero_point": 0 if x_dtype == "uint8" else int(rng.integers(lo, hi + 1)),
+         "multiplier": tuple(int(v) for v in ms), "shift": tuple([-11] * len(ms)),
+         "out_zero_point": 7, "qmin": 0, "qmax": 255, "out_dtype": "uint8"}
+    if density is not None:
+        a["input_density"] = density
+    return a
+
+
+def _reference(x, w, b, attrs):
+    ref_attrs = {k: v for k, v in attrs.items() if k != "input_density"}
+    return np.asarray(irops.get("qdense").reference(x, w, b, **ref_attrs)[0])
+
+
+def _spec(x, w, b, attrs, target):
+    ins = [TensorType(str(x.dtype), x.shape), TensorType("int8", w.shape)]
+    ins.append(TensorType("int32", b.shape) if b is not None else None)
+    out = TensorType("uint8", (x.shape[0], w.shape[0]))
+    return KernelSpec("qdense", dict(attrs), tuple(ins), (out,), target)
+
+
+_BUILT: dict = {}
+
+
+def _run(x, w, b, attrs, target=None):
+    target = target or load_target("host")
+    spec = _spec(x, w, b, attrs, target)
+    key = spec.key()
+    if key not in _BUILT:
+        func = KERNELS["qdense"](spec)
+        _BUILT[key] = (tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                                   target=target.tvm_target()), func)
+    ex, func = _BUILT[key]
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(x, dev), tvm.runtime.tensor(w, dev)]
+    if b is not None:
+        args.append(tvm.runtime.tensor(b, dev))
+    y = tvm.runtime.tensor(np.zeros((x.shape[0], w.shape[0]), np.uint8), dev)
+    ex["main"](*args, y)
+    return y.numpy(), func
+
+
+def _is_sparse_kernel(func) -> bool:
+    return any(getattr(p, "name", "") == "x" for p in func.params) and "idx" in func.script()
+
+
+def _sparse_x(rng, m, k, nnz, dtype="uint8"):
+    x = np.zeros((m, k), dtype)
+    for i in range(m):
+        pos = rng.choice(k, nnz, replace=False)
+        x[i, pos] = rng.integers(1, 128, nnz)
+    return x
+
+
+@pytest.mark.parametrize("m,n,k,nnz,bias", [
+    (1, 96, 4096, 30, True),          # the text student's shape class
+    (1, 21, 1090, 17, True),          # K % 32 != 0 (tail scan), N % 8 != 0 (tail chunk)
+    (1, 8, 1024, 0, True),            # all zero: bias and requantization only
+    (1, 13, 2051, 30, False),         # no bias, odd K
+    (1, 16, 16384, quant_sparse.index_list(16384)[1], True),      # a full index list (256): still sparse
+    (1, 16, 16384, quant_sparse.index_list(16384)[1] + 1, True),  # one more: the dense kernel
+    (1, 9, 65600, 40, True),                              # K > 2^16: int32 index list
+    (1, 9, 65600, quant_sparse.CAP32 + 1, True),          # ... and its overflow
+    (1, 12, 1100, 1100, True),        # fully dense input: the dense fallback
+])
+def test_bit_exact(m, n, k, nnz, bias):
+    rng = np.random.default_rng(1000 + m * 7 + n * 3 + k + nnz)
+    x = _sparse_x(rng, m, k, nnz)
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    b = rng.integers(-40000, 40000, n).astype(np.int32) if bias else None
+    attrs = _attrs(rng, n, "uint8", 0.001)      # the evidence says sparse, whatever this input is
+    got, func = _run(x, w, b, attrs)
+    assert _is_sparse_kernel(func)
+    ref = _reference(x, w, b, attrs)
+    np.testing.assert_array_equal(got, ref)
+    if nnz >= 30:
+        assert np.unique(ref).size > 3          # not a saturated, trivially equal output
+
+
+def test_int8_activations_nonzero_zero_point():
+    """Zero entries are skipped, not zero-point entries: exact for any x_zero_point (the bias
+    carries the zero-point fold)."""
+    rng = np.random.default_rng(5)
+    k, n = 8192, 24
+    x = np.zeros((1, k), np.int8)
+    pos = rng.choice(k, 50, replace=False)
+    x[0, pos] = rng.integers(-128, 128, 50)
+    x[0, pos[:10]] = -128
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    b = rng.integers(-40000, 40000, n).astype(np.int32)
+    attrs = _attrs(rng, n, "int8", 0.005)
+    attrs["x_zero_point"] = -37
+    got, func = _run(x, w, b, attrs)
+    assert _is_sparse_kernel(func)
+    np.testing.assert_array_equal(got, _reference(x, w, b, attrs))
+
+
+def test_per_tensor_requantization():
+    rng = np.random.default_rng(6)
+    x = _sparse_x(rng, 1, 1536, 20)
+    w = rng.integers(-127, 128, (10, 1536)).astype(np.int8)
+    b = rng.integers(-40000, 40000, 10).astype(np.int32)
+    attrs = _attrs(rng, 10, "uint8", 0.005, per_channel=False)
+    got, _ = _run(x, w, b, attrs)
+    np.testing.assert_array_equal(got, _reference(x, w, b, attrs))
+
+
+def test_dispatch_rule():
+    fits = quant_sparse.sparse_gemv_fits
+    assert fits({"input_density": 0.005}, 1, 16384)
+    assert not fits({}, 1, 16384)                                  # no evidence: the dense kernels
+    assert not fits({"input_density": None}, 1, 16384)
+    assert not fits({"input_density": 0.5}, 1, 16384)              # dense input
+    assert not fits({"input_density": 0.01}, 1, 512)               # short K
+    assert not fits({"input_density": 0.005}, 2, 16384)            # more than one row
+    assert fits({"input_density": 0.0078}, 1, 16384)               # 128 expected non-zeros <= 256 / 2
+    assert not fits({"input_density": 0.008}, 1, 16384)            # 131 > 256 / 2
+    assert quant_sparse.index_list(16384) == ("uint16", 256)       # K / BREAK_EVEN
+    assert quant_sparse.index_list(1 << 16) == ("uint16", quant_sparse.CAP16)
+    assert quant_sparse.index_list((1 << 16) + 1) == ("int32", quant_sparse.CAP32)
+    assert not fits({"input_density": True}, 1, 16384)
+
+
+def test_dense_evidence_keeps_the_dense_kernel():
+    """Without the attribute (or with a dense one) qdense builds its usual kernel."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 256, (1, 1024)).astype(np.uint8)
+    w = rng.integers(-127, 128, (8, 1024)).astype(np.int8)
+    b = rng.integers(-40000, 40000, 8).astype(np.int32)
+    for density in (None, 0.9):
+        attrs = _attrs(rng, 8, "uint8", density)
+        got, func = _run(x, w, b, attrs)
+        assert not _is_sparse_kernel(func)
+        np.testing.assert_array_equal(got, _reference(x, w, b, attrs))
+
+
+@pytest.mark.parametrize("target_name", ["x86_64-avx2", "aarch64"])
+def test_compiles_for_other_targets(tmp_path, target_name):
+    from edgec.backend.build import compile_spec
+    target = load_target(target_name)
+    rng = np.random.default_rng(8)
+    x = _sparse_x(rng, 1, 2080, 20)
+    w = rng.integers(-127, 128, (20, 2080)).astype(np.int8)
+    b = rng.integers(-40000, 40000, 20).astype(np.int32)
+    spec = _spec(x, w, b, _attrs(rng, 20, "uint8", 0.005), target)
+    meta = compile_spec(spec, "k_sparse", tmp_path / "k.o")
+    assert meta["code_bytes"] > 0
+    assert meta["workspace_bytes"] == 0            # the index list stays on the stack
+    if target_name.startswith("x86_64") and target.host_can_run():    # in-process (aarch64: compile only)
+        got, _ = _run(x, w, b, spec.attrs, target)
+        np.testing.assert_array_equal(got, _reference(x, w, b, spec.attrs))
+
+
+@pytest.fixture
+def density_schema(monkeypatch):
+    """qdense's schema with the ``input_density`` attribute (the one-line change of
+    edgec/ops/quant.py this feature needs; a no-op if it is already there)."""
+    import dataclasses
+    irops._ensure_loaded()
+    od = irops.OPS["qdense"]
+    if "input_density" not in od.attrs:
+        ref = od.reference
+
+        def reference(*args, input_density=None, **kw):
+            return ref(*args, **kw)
+        monkeypatch.setitem(irops.OPS, "qdense", dataclasses.replace(
+            od, attrs={**od.attrs, "input_density": None}, reference=reference))
+
+
+def test_pass_records_input_density(density_schema):
+    """quantize_int8 with calibration feeds sets input_density (fraction of non-zero quantized
+    input entries) on a one-row, long-K qdense, and only there."""
+    from edgec.passes.quantize_int8 import QuantizeOptions, annotate_input_density, quantize_int8
+    from edgec.quant import CalibrationOptions, calibrate
+    from tests.passes._graphs import builder, finish
+    rng = np.random.default_rng(11)
+    k = 2048
+    b = builder({"x": ("float32", (1, k)), "h": ("float32", (1, 64))})
+    (y,) = b.emit("dense", ["x", b.add_const(rng.normal(size=(16, k)).astype(np.float32) * 0.1, "w"), ""],
+                  name="bag")
+    (z,) = b.emit("dense", ["h", b.add_const(rng.normal(size=(8, 64)).astype(np.float32), "w2"), ""], name="small")
+    (r,) = b.emit("relu", [y], name="r")
+    (r2,) = b.emit("relu", [z], name="r2")
+    g = finish(b, ["x", "h"], [r, r2])
+    feeds = []
+    for _ in range(10):
+        x = np.zeros((1, k), np.float32)
+        x[0, rng.choice(k, 20, replace=False)] = rng.uniform(0.2, 1.0, 20)
+        feeds.append({"x": x, "h": rng.normal(size=(1, 64)).astype(np.float32)})
+    ranges = calibrate(g, feeds, CalibrationOptions(quiet=True))
+    qg = quantize_int8(g, ranges, QuantizeOptions(bias_correction=False), calib_feeds=iter(feeds))
+    nodes = {n.name: n for n in qg.nodes}
+    assert nodes["bag"].op == "qdense" and nodes["bag"].attrs["input_density"] == round(20 / k, 4)
+    assert nodes["small"].attrs.get("input_density") is None          # K = 64: not a candidate
+    # the function alone, on dense samples: a dense value (the kernel then keeps the dense path)
+    dense = [{"x": rng.uniform(0.2, 1.0, (1, k)).astype(np.float32), "h": f["h"]} for f in feeds]
+    assert annotate_input_density(qg, dense) == {"bag": 1.0}
+    assert not quant_sparse.sparse_gemv_fits(nodes["bag"].attrs | {"input_density": 1.0}, 1, k)
+
+
+@pytest.mark.parametrize("nnz", [0, 5, 32, 33, 200])
+def test_which_path_runs(nnz):
+    """With a stand-in dense body that writes 171 everywhere: a row within the index list (K /
+    BREAK_EVEN = 32 entries here) is computed by the sparse path (the reference's bits), a longer
+    one runs the dense body."""
+    from tvm import te
+    from edgec.backend.kernels.quant import _requant_node
+    rng = np.random.default_rng(20 + nnz)
+    m, n, k = 1, 11, 2048
+    cap = quant_sparse.index_list(k)[1]
+    assert cap == 32
+    x = _sparse_x(rng, m, k, nnz)
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    b = rng.integers(-40000, 40000, n).astype(np.int32)
+    attrs = _attrs(rng, n, "uint8", 0.001)
+    xp = te.placeholder((m, k), "uint8", name="x")
+    wp = te.placeholder((n, k), "int8", name="w")
+    bp = te.placeholder((n,), "int32", name="bias")
+    yp = te.compute((m, n), lambda i, j: tvm.tirx.const(171, "uint8"), name="y")
+    standin = te.create_prim_func([xp, wp, bp, yp])
+    func = quant_sparse.sparse_gemv(standin, m, n, k, True,
+                                    lambda acc, bj, j: _requant_node((acc, bj), attrs, j))
+    ex = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                     target=load_target("host").tvm_target())
+    dev = tvm.cpu()
+    y = tvm.runtime.tensor(np.zeros((m, n), np.uint8), dev)
+    ex["main"](tvm.runtime.tensor(x, dev), tvm.runtime.tensor(w, dev), tvm.runtime.tensor(b, dev), y)
+    if nnz <= cap:
+        np.testing.assert_array_equal(y.numpy(), _reference(x, w, b, attrs))
+    else:
+        assert (y.numpy() == 171).all()
+
+
+@pytest.mark.parametrize("target_name", ["cortex-m4", "generic-c"])
+def test_bare_metal_and_c_targets_keep_the_dense_kernel(target_name):
+    """The scan's vector loads have no C form, and a bare-metal target may be built as C."""
+    rng = np.random.default_rng(9)
+    x = _sparse_x(rng, 1, 2048, 10, "int8")
+    w = rng.integers(-127, 128, (8, 2048)).astype(np.int8)
+    b = rng.integers(-40000, 40000, 8).astype(np.int32)
+    spec = _spec(x, w, b, _attrs(rng, 8, "int8", 0.005), load_target(target_name))
+    assert quant_sparse.sparse_qdense(spec) is None
+    host = _spec(x, w, b, spec.attrs, load_target("host"))
+    assert quant_sparse.sparse_qdense(host) is not None
