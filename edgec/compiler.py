@@ -253,13 +253,14 @@ def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_r
     from .quant.accuracy import accuracy_aware_quantize, load_validation
     # validation data is checked before calibration runs: a wrong file fails fast
     vdata = load_validation(val, graph, val_labels) if val is not None else None
-    from .passes.quantize_int8 import apply_bias_correction
+    from .passes.quantize_int8 import _density_candidates, annotate_input_density, apply_bias_correction
     feeds = random_calibration(graph, calib_samples) if calib_random else load_calibration(calib, graph)
     act = "uint8" if tgt.arch == "x86_64" else "int8"
     qopts = QuantizeOptions(activation_dtype=act, per_channel=bool(per_channel),
                             **({} if weight_rounding is None else {"weight_rounding": weight_rounding}))
-    # the first samples are kept (bounded) for the bias correction and the weight rounding
-    # (edgec.quant.weight_rounding), which need a second pass
+    # the first samples are kept (bounded) for the bias correction, the weight rounding
+    # (edgec.quant.weight_rounding) and the input density of long qdense layers, which need a
+    # second pass
     kept: list = []
 
     class _Keep:
@@ -267,8 +268,7 @@ def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_r
 
         def __iter__(self):
             for f in feeds:
-                if (qopts.bias_correction or qopts.weight_rounding == "gptq") \
-                        and len(kept) < qopts.bias_correction_samples:
+                if len(kept) < qopts.bias_correction_samples:
                     kept.append(f)
                 yield f
 
@@ -285,6 +285,9 @@ def _quantize_graph(graph: Graph, tgt: Target, calib, calib_method: str, calib_r
                 apply_weight_rounding(g, fgraph, fkept, samples=qopts.bias_correction_samples)
             if qopts.bias_correction:
                 apply_bias_correction(g, fgraph, fkept, qopts)
+        if kept and _density_candidates(g):
+            # on the final (bias-corrected) graph: the sparse-input qdense kernel's evidence
+            annotate_input_density(g, _batched_like(g, graph, kept)[1])
         return g
 
     accuracy = None

@@ -16,6 +16,7 @@ tensor under its IR name; an integer op becomes the QDQ "node unit" onnxruntime 
 own integer kernels (DequantizeLinear on each input, the float op, QuantizeLinear):
 
     qconv    DQ(x), DQ(w int8, per-axis scales), DQ(int32 bias, s_x*s_w) -> Conv -> [Relu|Clip] -> Q
+             (a fused hard swish, ``act="hard_swish"``: Conv -> HardSwish -> Q)
     qdense   same, Gemm(transB=1)           qmatmul  DQ(a), DQ(b) -> MatMul -> [clamp] -> Q
     qadd     DQ(a), DQ(b) -> Add -> [clamp] -> Q      qmul  the same with Mul
     qlut     DQ -> the original float op -> Q when that op (from meta["quantization"]["layers"])
@@ -377,7 +378,8 @@ class _Exporter:
         else:   # an imported graph: the weight scale from the multipliers, M[c] = s_x * s_w[c] / s_o
             from ..quant.qmath import multiplier_value
             mults = [multiplier_value(mm, sh) for mm, sh in zip(_tuple(a["multiplier"]), _tuple(a["shift"]))]
-            s_w = np.asarray([mm * s_o / s_x for mm in mults], np.float64).astype(np.float32)
+            h_unit = 2.0 ** -int(a.get("act_frac_bits", 0)) if a.get("act", "none") != "none" else s_o
+            s_w = np.asarray([mm * h_unit / s_x for mm in mults], np.float64).astype(np.float32)
             if s_w.size == 1:
                 s_w = np.full(m, s_w[0], np.float32)
         if s_w.size != m:
@@ -402,6 +404,11 @@ class _Exporter:
                         pads=list(a["pads"]), dilations=list(a["dilations"]), group=int(a["group"]))
         else:
             self.w.emit("Gemm", ins, [y], base, transB=1)
+        if a.get("act", "none") == "hard_swish":
+            # the fused hard swish (edgec: in fixed point, one final rounding): HardSwish in float
+            hs = self.fresh(f"{base}_hard_swish")
+            self.w.emit("HardSwish", [y], [hs], f"{base}_HardSwish")
+            y = hs
         y = self.clamp(y, a["qmin"], a["qmax"], s_o, z_o, odt, base)
         self.q(y, n.outputs[0], s_o, z_o, odt, base)
 

@@ -15,6 +15,16 @@ Conventions shared by qconv / qdense:
   per-output-channel (length M) or per-tensor (length 1) multiplier/shift tuples. A fused ReLU or
   Clip is the clamp range ``[qmin, qmax]``. ``out_dtype`` may also be int32 for these three
   (ONNX ConvInteger / MatMulInteger: multiplier 2^30, shift 1 is the exact identity).
+- ``act="hard_swish"`` (qconv / qdense; the quantization pass fuses a hard-swish consumer):
+  the requantization above first gives ``h``, the pre-activation in fixed point with
+  ``F = act_frac_bits`` fraction bits (``multiplier[c] = s_x s_w[c] 2^F``, zero point 0, clamped
+  to ``[act_hmin, act_hmax]``), then, in integers,
+      ``t = clamp(h + 3 * 2^F, 0, 6 * 2^F)``,  ``p = h * t``  (|p| < 2^31 by construction),
+      ``y = requantize(p, act_multiplier, act_shift, out_zero_point, qmin, qmax)``
+  with ``act_multiplier = 2^-2F / (6 s_y)``: hard_swish(h) = h * clip(h + 3, 0, 6) / 6 with ONE
+  8-bit rounding (the unfused form rounds h to 8 bits, then the lookup table rounds again).
+  ``act_hmin = -3 * 2^F`` (every h below gives 0) and ``act_hmax`` at or above the largest h that
+  does not saturate the output, so the clamp never changes a result.
 """
 from __future__ import annotations
 
@@ -34,6 +44,9 @@ _INT_IN = ("uint8", "int8", "int32")
 
 _REQ_ATTRS = {"multiplier": REQUIRED, "shift": REQUIRED, "out_zero_point": REQUIRED, "qmin": REQUIRED,
               "qmax": REQUIRED, "out_dtype": REQUIRED}
+# a fused activation after the requantization (qconv / qdense): see the module doc
+_ACT_ATTRS = {"act": "none", "act_frac_bits": 0, "act_hmin": 0, "act_hmax": 0, "act_multiplier": 0, "act_shift": 0}
+FUSED_ACTS = ("none", "hard_swish")
 
 
 def _size(shape) -> int:
@@ -84,6 +97,44 @@ def _requant(acc, attrs_m, attrs_s, zo, qmin, qmax, out_dtype, axis: int | None 
     else:
         m, s = m.reshape(()), s.reshape(())
     return _requantize(acc, m, s, zo, qmin, qmax, dtype=out_dtype)
+
+
+def _check_fused_act(op: str, attrs) -> None:
+    act = attrs.get("act", "none")
+    if act not in FUSED_ACTS:
+        raise ValueError(f"{op}: act must be one of {list(FUSED_ACTS)}, got {act!r}")
+    if act == "none":
+        return
+    if attrs["out_dtype"] == "int32":
+        raise ValueError(f"{op}: a fused {act} needs an 8-bit output")
+    f = attrs["act_frac_bits"]
+    if isinstance(f, bool) or not isinstance(f, int) or not 0 <= f <= 24:
+        raise ValueError(f"{op}: act_frac_bits must be an int in [0, 24], got {f!r}")
+    lo, hi = attrs["act_hmin"], attrs["act_hmax"]
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (lo, hi)) or not lo < hi:
+        raise ValueError(f"{op}: act_hmin < act_hmax must be ints, got {lo!r}, {hi!r}")
+    if max(abs(lo), abs(hi)) * 6 * 2 ** f >= 2 ** 31:
+        raise ValueError(f"{op}: h * clamp(h + 3, 0, 6) could leave int32 (act_hmin {lo}, act_hmax {hi}, "
+                         f"act_frac_bits {f})")
+    mm, ss = attrs["act_multiplier"], attrs["act_shift"]
+    if (isinstance(mm, bool) or not isinstance(mm, int) or isinstance(ss, bool) or not isinstance(ss, int)
+            or not 2 ** 30 <= mm <= 2 ** 31 - 1 or not 1 <= 31 - ss <= 62):
+        raise ValueError(f"{op}: (act_multiplier {mm!r}, act_shift {ss!r}) is not a quantize_multiplier result")
+
+
+def _requant_act(acc, attrs: dict, ndim: int):
+    """The output of a qconv / qdense accumulator (axis 1 = channels): the requantization, or
+    with ``act="hard_swish"`` the fixed-point pre-activation, the integer hard swish and the
+    final requantization (module doc)."""
+    if attrs.get("act", "none") == "none":
+        return _requant(acc, attrs["multiplier"], attrs["shift"], attrs["out_zero_point"], attrs["qmin"],
+                        attrs["qmax"], attrs["out_dtype"], axis=1, ndim=ndim)
+    f = attrs["act_frac_bits"]
+    h = _requant(acc, attrs["multiplier"], attrs["shift"], 0, attrs["act_hmin"], attrs["act_hmax"], "int32",
+                 axis=1, ndim=ndim).astype(np.int64)
+    t = np.clip(h + 3 * 2 ** f, 0, 6 * 2 ** f)
+    return _requantize(h * t, np.int64(attrs["act_multiplier"]), np.int64(attrs["act_shift"]),
+                       attrs["out_zero_point"], attrs["qmin"], attrs["qmax"], dtype=attrs["out_dtype"])
 
 
 # -- quantize / dequantize / requantize ------------------------------------------------------------
@@ -199,6 +250,7 @@ def _qconv_infer(inputs, attrs):
         raise ValueError(f"qconv: group={g} does not fit input channels {c}, weight {list(w.shape)}")
     _weights_bias("qconv", w, bias, m)
     _check_requant("qconv", attrs, m, _INT_IN)
+    _check_fused_act("qconv", attrs)
     k, s, p, d = window_attrs("qconv", r, attrs, kernel=w.shape[2:])
     return [(attrs["out_dtype"], (n, m) + window_out_shape("qconv", x.shape[2:], k, s, p, d))]
 
@@ -209,15 +261,15 @@ def _qconv_macs(inputs, outputs, attrs) -> int:
 
 @register("qconv", group="quant", infer=_qconv_infer, arity=(2, 3), macs=_qconv_macs, foldable=False,
           attrs={"strides": REQUIRED, "pads": REQUIRED, "dilations": REQUIRED, "group": 1,
-                 "x_zero_point": REQUIRED, **_REQ_ATTRS})
-def qconv(x, w, bias=None, *, strides, pads, dilations, group, x_zero_point, multiplier, shift, out_zero_point,
-          qmin, qmax, out_dtype):
+                 "x_zero_point": REQUIRED, **_REQ_ATTRS, **_ACT_ATTRS})
+def qconv(x, w, bias=None, *, strides, pads, dilations, group, x_zero_point, **req):
     """int8 conv: acc = conv(x padded with x_zero_point, w) + bias (int32, zero-point correction
-    folded into bias), then per-channel requantize to out_dtype clamped to [qmin, qmax]"""
+    folded into bias), then per-channel requantize to out_dtype clamped to [qmin, qmax] (with
+    act="hard_swish": the fused integer hard swish, module doc)"""
     xp = pad_spatial(x.astype(np.int64), pads, np.int64(x_zero_point))
     r = x.ndim - 2
     acc = _int_conv_ref(xp, w, bias, strides=strides, pads=(0,) * (2 * r), dilations=dilations, group=group)
-    return (_requant(acc, multiplier, shift, out_zero_point, qmin, qmax, out_dtype, axis=1, ndim=acc.ndim),)
+    return (_requant_act(acc, req, acc.ndim),)
 
 
 def _qdense_infer(inputs, attrs):
@@ -228,6 +280,10 @@ def _qdense_infer(inputs, attrs):
         raise ValueError(f"qdense: x {list(x.shape)} and w {list(w.shape)} must be [M,K] and [N,K]")
     _weights_bias("qdense", w, bias, w.shape[0])
     _check_requant("qdense", attrs, w.shape[0], _INT_IN)
+    _check_fused_act("qdense", attrs)
+    d = attrs.get("input_density")
+    if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d <= 1):
+        raise ValueError(f"qdense: input_density must be None or a fraction in [0, 1], got {d!r}")
     return [(attrs["out_dtype"], (x.shape[0], w.shape[0]))]
 
 
@@ -236,14 +292,17 @@ def _qdense_macs(inputs, outputs, attrs) -> int:
 
 
 @register("qdense", group="quant", infer=_qdense_infer, arity=(2, 3), macs=_qdense_macs, foldable=False,
-          attrs={"x_zero_point": REQUIRED, **_REQ_ATTRS})
-def qdense(x, w, bias=None, *, x_zero_point, multiplier, shift, out_zero_point, qmin, qmax, out_dtype):
+          attrs={"x_zero_point": REQUIRED, **_REQ_ATTRS, **_ACT_ATTRS, "input_density": None})
+def qdense(x, w, bias=None, *, x_zero_point, input_density=None, **req):
     """int8 dense: acc[M,N] = x @ w.T + bias (int32, zero-point correction folded into bias), then
-    per-output-channel requantize to out_dtype clamped to [qmin, qmax]"""
+    per-output-channel requantize to out_dtype clamped to [qmin, qmax] (with act="hard_swish": the
+    fused integer hard swish, module doc). ``input_density`` (set by the quantization pass from the
+    calibration data: the fraction of input entries that are not 0) only guides the kernel choice
+    (edgec/backend/kernels/quant_sparse.py); the result does not depend on it"""
     acc = int_matmul(x, w.T)
     if bias is not None:
         acc = acc + bias.astype(np.int64)
-    return (_requant(acc, multiplier, shift, out_zero_point, qmin, qmax, out_dtype, axis=1, ndim=2),)
+    return (_requant_act(acc, req, 2),)
 
 
 def _float_scales(op: str, v, channels: int) -> tuple[float, ...]:

@@ -30,6 +30,7 @@ Tests: tests/quant/test_quantize_pass.py
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -194,6 +195,35 @@ class _Ctx:
             return act.outputs[0], lo, hi, act
         return out, self.lo, self.hi, None
 
+    def hard_swish_consumer(self, out: str) -> list[Node] | None:
+        """The nodes computing hard_swish(out) when that is ``out``'s only use: one ``hard_swish``
+        node, or an elementwise chain of ``out`` (``_chain_region``) that is numerically the hard
+        swish (Paddle's h * clip(h + 3, 0, 6) / 6), with a calibrated range for its result."""
+        cons = self.consumers.get(out, [])
+        if not self.opt.fuse_activations or not cons or out in self.g.outputs:
+            return None
+        if any(c.name in self.opt.fallback_nodes or c.op in self.opt.fallback_ops for c in cons):
+            return None
+        if len(cons) == 1 and cons[0].op == "hard_swish":
+            region = [cons[0]]
+        else:
+            found = _chain_region(self, cons[0])
+            if found is None or found[0] != out or {id(c) for c in cons} - {id(n) for n in found[1]}:
+                return None
+            region = found[1]
+            h = np.concatenate([np.linspace(-8, 8, 4001), np.linspace(-1e3, 1e3, 2001)]).astype(np.float32)
+            env = {out: h}
+            for n in region:
+                args = [None if not i else env[i] if i in env else self.g.values[i].const.reshape(()) for i in n.inputs]
+                (y,) = get_op(n.op).reference(*args, **n.attrs)
+                env[n.outputs[0]] = np.asarray(y, np.float32)
+            ref = h.astype(np.float64) * np.clip(h.astype(np.float64) + 3, 0, 6) / 6
+            if not np.allclose(env[region[-1].outputs[0]], ref, rtol=1e-5, atol=1e-6):
+                return None
+        if region[-1].outputs[0] not in self.ranges:
+            return None
+        return region
+
     def clamp_for(self, act: Node, s: float, z: int) -> tuple[int, int]:
         if act.op == "relu":
             return max(z, self.lo), self.hi
@@ -281,9 +311,13 @@ def _linear(ctx: _Ctx, node: Node, op: str, w: np.ndarray, bias: np.ndarray | No
     else:
         bias = ctx.g.values[_other_input(bias_add, node.outputs[0])].const.reshape(-1).astype(np.float32)
     out = bias_add.outputs[0] if bias_add is not None else node.outputs[0]
+    hswish = None if to_float else ctx.hard_swish_consumer(out)
     if to_float:
         fname, lo, hi, fused = out, ctx.lo, ctx.hi, None
         s_o = z_o = None
+    elif hswish is not None:
+        fname, lo, hi, fused = hswish[-1].outputs[0], ctx.lo, ctx.hi, None
+        s_o, z_o = ctx.act_qparams(fname)
     else:
         fname, lo, hi, fused = ctx.fused_output(node, out)
         s_o, z_o = ctx.act_qparams(fname)
@@ -330,11 +364,17 @@ def _linear(ctx: _Ctx, node: Node, op: str, w: np.ndarray, bias: np.ndarray | No
         ctx.fl.add(out)
         _record_accumulator(ctx, node.name, out)
         return [bias_add] if bias_add is not None else []
-    mults = [_mult(float(np.float32(s_x) * sw) / s_o) for sw in s_w]
+    act = {}
+    if hswish is not None:
+        act = _hard_swish_attrs(s_o, z_o, ctx.lo, ctx.hi)
+        h_unit = 2.0 ** -act["act_frac_bits"]     # the fixed-point pre-activation's step
+        mults = [_mult(float(np.float32(s_x) * sw) / h_unit) for sw in s_w]
+    else:
+        mults = [_mult(float(np.float32(s_x) * sw) / s_o) for sw in s_w]
     ms, shifts = zip(*mults)
     if len(set(mults)) == 1:
         ms, shifts = ms[:1], shifts[:1]
-    attrs = dict(extra, x_zero_point=int(z_x), **_req_attrs(ms, shifts, z_o, lo, hi, ctx.dt))
+    attrs = dict(extra, x_zero_point=int(z_x), **_req_attrs(ms, shifts, z_o, lo, hi, ctx.dt), **act)
     if rows:
         (y2,) = ctx.b.emit(op, [xq, wn, bn], attrs, name=node.name)
         ctx.b.values[y2] = replace(ctx.b.values[y2], qparams=QParams((float(s_o),), (int(z_o),)))
@@ -343,7 +383,29 @@ def _linear(ctx: _Ctx, node: Node, op: str, w: np.ndarray, bias: np.ndarray | No
     else:
         ctx.emit_q(op, [xq, wn, bn], attrs, fname, s_o, z_o, node.name)
     _record_accumulator(ctx, node.name, out)
-    return ([bias_add] if bias_add is not None else []) + ([fused] if fused is not None else [])
+    return ([bias_add] if bias_add is not None else []) + ([fused] if fused is not None else []) + (hswish or [])
+
+
+# the fixed-point pre-activation of a fused hard swish: at most this many fraction bits
+HSWISH_MAX_FRAC_BITS = 16
+
+
+def _hard_swish_attrs(s_y: float, z_y: int, qlo: int, qhi: int) -> dict:
+    """qconv / qdense attributes of a fused hard swish with output qparams (s_y, z_y) (edgec/ops/
+    quant.py module doc): F fraction bits for h, as many as keep |h * clamp(h + 3, 0, 6)| < 2^31
+    (in 2^-F units) for every h up to the largest output the int8 range holds; h is clamped to
+    [-3, y_max + 1] (below -3 the result is 0, above y_max the output saturates: the clamp
+    changes no result)."""
+    y_max = max((qhi - z_y) * s_y, 3.0)
+    f = HSWISH_MAX_FRAC_BITS
+    while f > 0 and math.ceil((y_max + 1) * 2 ** f) * 6 * 2 ** f >= 2 ** 31:
+        f -= 1
+    hmax = math.ceil((y_max + 1) * 2 ** f)
+    if hmax * 6 * 2 ** f >= 2 ** 31:
+        raise NotQuantizable(f"hard swish output range up to {y_max:.3g} is too wide for the fused form")
+    m, sh = _mult(2.0 ** (-2 * f) / (6.0 * s_y))
+    return {"act": "hard_swish", "act_frac_bits": f, "act_hmin": -3 * 2 ** f, "act_hmax": hmax,
+            "act_multiplier": int(m), "act_shift": int(sh)}
 
 
 def _record_accumulator(ctx: _Ctx, qnode: str, value: str) -> None:
@@ -780,9 +842,58 @@ def quantize_int8(graph: Graph, ranges: dict, options: QuantizeOptions | None = 
         # linear layers over the positions of a sequence (rank > 2 input): no bias correction
         "no_bias_correction": list(ctx.__dict__.get("no_bias_correction", [])),
     }
+    density = calib_feeds is not None and bool(_density_candidates(out))
+    if density:
+        calib_feeds = take_samples(calib_feeds)     # a list: read by both steps below
     if options.bias_correction and calib_feeds is not None:
         apply_bias_correction(out, graph, calib_feeds, options)
+    if density:     # on the final (bias-corrected) graph
+        annotate_input_density(out, calib_feeds)
     return out
+
+
+# -- input density (sparse-input qdense) -----------------------------------------------------------
+
+# a qdense with at most this many rows and at least this long a reduction gets ``input_density``
+DENSITY_MAX_ROWS, DENSITY_MIN_K, DENSITY_SAMPLES = 1, 1024, 64
+
+
+def _density_candidates(qgraph: Graph) -> list[int]:
+    """Indices of the qdense nodes whose input sparsity could pay (few rows, long K), when the op
+    schema has the ``input_density`` attribute."""
+    if "input_density" not in get_op("qdense").attrs:
+        return []
+    out = []
+    for i, n in enumerate(qgraph.nodes):
+        if n.op == "qdense":
+            shape = qgraph.values[n.inputs[0]].shape
+            if len(shape) == 2 and shape[0] <= DENSITY_MAX_ROWS and shape[1] >= DENSITY_MIN_K:
+                out.append(i)
+    return out
+
+
+def annotate_input_density(qgraph: Graph, samples: list) -> dict:
+    """Sets ``input_density`` on every candidate qdense: the fraction of its input entries that
+    are not 0 over the first DENSITY_SAMPLES calibration samples (the quantized graph run node by
+    node up to the last candidate). Entries equal to 0 contribute nothing to the accumulator
+    (the zero-point correction is in the bias), so the kernel may skip them (edgec/backend/
+    kernels/quant_sparse.py). Returns {node name: density}."""
+    cand = _density_candidates(qgraph)
+    samples = take_samples(samples, DENSITY_SAMPLES)
+    if not cand or not samples:
+        return {}
+    found: dict[int, float] = {}
+    for i, (node, envs, _) in enumerate(run_node_by_node(qgraph, samples)):
+        if i in cand:
+            nz = sum(int(np.count_nonzero(env[node.inputs[0]])) for env in envs)
+            total = sum(int(env[node.inputs[0]].size) for env in envs)
+            found[i] = round(nz / max(1, total), 4)
+        if i >= cand[-1]:
+            break
+    for i, d in found.items():
+        n = qgraph.nodes[i]
+        qgraph.nodes[i] = replace(n, attrs={**n.attrs, "input_density": d})
+    return {qgraph.nodes[i].name: d for i, d in found.items()}
 
 
 def apply_bias_correction(qgraph: Graph, float_graph: Graph, feeds, options: QuantizeOptions) -> Graph:

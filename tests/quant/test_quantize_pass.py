@@ -361,12 +361,16 @@ def test_division_by_a_positive_constant_is_a_rescale():
     assert "positive scalar constant" in qg2.meta["quantization"]["layers"][0]["choice"]
 
 
-def _hswish_graph(extra_use: bool = False):
-    """Paddle's hard-swish: y = h * clip(h + 3, 0, 6) / 6 after a conv."""
+def _hswish_graph(extra_use: bool = False, pool: bool = True):
+    """Paddle's hard-swish: y = h * clip(h + 3, 0, 6) / 6 after a conv (``pool``: after a 1x1
+    max_pool of the conv, so that the chain is not fused into the conv's epilogue)."""
     rng = np.random.default_rng(4)
     b = builder({"x": ("float32", (1, 3, 6, 6))})
     geo = {"strides": (1, 1), "pads": (1, 1, 1, 1), "dilations": (1, 1), "group": 1}
     (h,) = b.emit("conv", ["x", _const(b, rng, (4, 3, 3, 3)), _const(b, rng, (4,), 0.1)], geo, name="conv")
+    if pool:
+        (h,) = b.emit("max_pool", [h], {"kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0),
+                                        "dilations": (1, 1)}, name="pool")
     (a,) = b.emit("add", [h, b.add_const(np.float32(3.0), "three")], name="add3")
     (c,) = b.emit("clip", [a], {"min": 0.0, "max": 6.0}, name="clip6")
     (m,) = b.emit("mul", [h, c], name="mulh")
@@ -380,16 +384,22 @@ def test_elementwise_chain_becomes_one_lookup_table():
     feeds = _feeds(g, 8, 0)
     qg = quantize_int8(g, calibrate(g, feeds, CalibrationOptions(quiet=True)), QuantizeOptions())
     verify(qg)
-    assert [n.op for n in qg.nodes] == ["quantize", "qconv", "qlut", "dequantize"]
+    assert [n.op for n in qg.nodes] == ["quantize", "qconv", "max_pool", "qlut", "dequantize"]
     layers = {entry["node"]: entry for entry in qg.meta["quantization"]["layers"]}
     assert layers["add3"]["choice"] == "qlut"
     assert all(layers[n]["choice"] == "fused into add3" for n in ("clip6", "mulh", "div6"))
+    # straight after the conv, the same chain is fused into the conv's epilogue instead
+    # (act="hard_swish", tests/quant/test_fused_hard_swish.py)
+    g0, _, _ = _hswish_graph(pool=False)
+    qg0 = quantize_int8(g0, calibrate(g0, feeds, CalibrationOptions(quiet=True)), QuantizeOptions())
+    assert [(n.op, n.attrs.get("act")) for n in qg0.nodes if n.op != "quantize"] == [("qconv", "hard_swish"),
+                                                                                   ("dequantize", None)]
     # the table is hard_swish of every input level (the op's own formula), within float rounding
     from edgec.ir.ops import get as get_op
     from edgec.quant.qmath import dequantize, quantize
-    lut = qg.nodes[2]
+    lut = qg.nodes[3]
     s_h, z_h = qg.values[lut.inputs[0]].qparams.scale[0], qg.values[lut.inputs[0]].qparams.zero_point[0]
-    s_y, z_y = qg.nodes[3].attrs["scale"], qg.nodes[3].attrs["zero_point"]
+    s_y, z_y = qg.nodes[4].attrs["scale"], qg.nodes[4].attrs["zero_point"]
     real = dequantize(np.arange(256).astype(np.uint8), s_h, z_h)
     want = quantize(get_op("hard_swish").reference(real)[0], s_y, z_y, "uint8").astype(int)
     assert np.abs(np.asarray(lut.attrs["table"]) - want).max() <= 1 and np.mean(lut.attrs["table"] == want) > 0.95
@@ -399,7 +409,7 @@ def test_elementwise_chain_becomes_one_lookup_table():
         hq = dequantize(env[lut.inputs[0]], s_h, z_h)
         chain = run_graph(g, f, keep_all=True)
         sub = {h: hq}
-        for n in g.nodes[1:]:
+        for n in g.nodes[2:]:
             sub[n.outputs[0]] = get_op(n.op).reference(*[sub.get(i, g.values[i].const) for i in n.inputs],
                                                        **n.attrs)[0]
         assert np.abs(env[y] - sub[y]).max() <= 0.5 * s_y + 1e-5

@@ -29,7 +29,7 @@ _lock = threading.Lock()
 
 
 def small_convnet(path: Path) -> None:
-    """conv 3x3 + relu -> depthwise conv 3x3 + relu -> add (residual) -> maxpool 2x2 ->
+    """conv 3x3 + relu -> depthwise conv 3x3 + hard swish (fused into the qconv) -> add (residual) -> maxpool 2x2 ->
     global average pool -> flatten -> dense (Gemm) 16 -> 10."""
     rng = np.random.default_rng(42)
     w = lambda *s: (rng.standard_normal(s) * 0.3).astype(np.float32)  # noqa: E731
@@ -37,7 +37,7 @@ def small_convnet(path: Path) -> None:
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"]),
         helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=16),
-        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("HardSwish", ["c2"], ["r2"]),
         helper.make_node("Add", ["r1", "r2"], ["s"]),
         helper.make_node("MaxPool", ["s"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("GlobalAveragePool", ["p"], ["g"]),
@@ -48,7 +48,7 @@ def small_convnet(path: Path) -> None:
     g = helper.make_graph(nodes, "small_convnet", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
                           [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]), str(path))
 
 
 @pytest.fixture(scope="module")
@@ -141,14 +141,15 @@ def test_convnet_int8_bit_identical_to_x86(int8_case, int8_artifact, target):
 
 
 def test_convnet_int8_really_is_int8(int8_case, int8_artifact):
-    """The conv net's convolutions, the add and the dense run as integer kernels on ARM."""
+    """The conv net's convolutions (the hard swish fused into one), the add and the dense run as
+    integer kernels on ARM."""
     need_tools("armv7")
     from edgec.artifact.blob import read_blob
     m = read_blob((int8_artifact("convnet", "armv7") / "model.edgec").read_bytes())
     kernels = " ".join(m.kernels)
     for op in ("qconv", "qadd", "qdense"):
         assert f"k_{op}_" in kernels, (op, kernels)
-    assert "k_conv_" not in kernels and "k_dense_" not in kernels
+    assert "k_conv_" not in kernels and "k_dense_" not in kernels and "k_qlut_" not in kernels
 
 
 @pytest.mark.slow
