@@ -366,7 +366,7 @@ def _linear(ctx: _Ctx, node: Node, op: str, w: np.ndarray, bias: np.ndarray | No
         return [bias_add] if bias_add is not None else []
     act = {}
     if hswish is not None:
-        act = _hard_swish_attrs(s_o, z_o, ctx.lo, ctx.hi)
+        act = _hard_swish_attrs(s_o, z_o, ctx.lo, ctx.hi, float(np.float32(s_x) * np.max(s_w)))
         h_unit = 2.0 ** -act["act_frac_bits"]     # the fixed-point pre-activation's step
         mults = [_mult(float(np.float32(s_x) * sw) / h_unit) for sw in s_w]
     else:
@@ -387,19 +387,24 @@ def _linear(ctx: _Ctx, node: Node, op: str, w: np.ndarray, bias: np.ndarray | No
 
 
 # the fixed-point pre-activation of a fused hard swish: at most this many fraction bits
-HSWISH_MAX_FRAC_BITS = 16
+HSWISH_MAX_FRAC_BITS, HSWISH_MIN_FRAC_BITS = 16, 10
 
 
-def _hard_swish_attrs(s_y: float, z_y: int, qlo: int, qhi: int) -> dict:
+def _hard_swish_attrs(s_y: float, z_y: int, qlo: int, qhi: int, acc_scale: float | None = None) -> dict:
     """qconv / qdense attributes of a fused hard swish with output qparams (s_y, z_y) (edgec/ops/
     quant.py module doc): F fraction bits for h, as many as keep |h * clamp(h + 3, 0, 6)| < 2^31
     (in 2^-F units) for every h up to the largest output the int8 range holds; h is clamped to
     [-3, y_max + 1] (below -3 the result is 0, above y_max the output saturates: the clamp
-    changes no result)."""
+    changes no result). ``acc_scale`` (the largest s_x * s_w[c]): F is also kept low enough that
+    the first step's multipliers ``acc_scale * 2^F`` stay below 1/8 (right shifts >= 33), so that the kernels
+    requantize in 32-bit lanes (quant.requant_hi32), as long as that leaves F >= HSWISH_MIN_FRAC_BITS."""
     y_max = max((qhi - z_y) * s_y, 3.0)
     f = HSWISH_MAX_FRAC_BITS
     while f > 0 and math.ceil((y_max + 1) * 2 ** f) * 6 * 2 ** f >= 2 ** 31:
         f -= 1
+    if acc_scale is not None and acc_scale > 0:
+        # below 1/8 (a hair less, for quantize_multiplier's rounding): a right shift of 33 or more
+        f = max(min(f, math.floor(math.log2(0.124 / acc_scale))), min(f, HSWISH_MIN_FRAC_BITS))
     hmax = math.ceil((y_max + 1) * 2 ** f)
     if hmax * 6 * 2 ** f >= 2 ** 31:
         raise NotQuantizable(f"hard swish output range up to {y_max:.3g} is too wide for the fused form")

@@ -191,12 +191,21 @@ def _hard_swish_requant(acc, m, n, attrs):
     """A fused hard swish (edgec/ops/quant.py module doc): h = the requantization of ``acc`` to
     fixed point (F fraction bits, clamped to [act_hmin, act_hmax]), t = clamp(h + 3, 0, 6),
     p = h * t (|p| < 2^31: int32 lanes), then ONE rounding of p / (6 s_y) to the output."""
-    f = int(attrs["act_frac_bits"])
     # the same 32-bit forms as a plain requantization where the shifts allow them (_narrow_ok,
     # requant_hi32): every right shift of the first step >= 31 keeps h in int32 lanes; p is an
     # int32 expression, and the second step's shift is usually in [33, 62]
-    h = requant_expr(acc, m, n, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), "int32",
-                     narrow=_narrow_ok(attrs))
+    lo, hi = int(attrs["act_hmin"]), int(attrs["act_hmax"])
+    if _hi32_ok(attrs) and not isinstance(acc, tuple):
+        h = requant_hi32(acc, m, n, 0, lo, hi, "int32")
+    else:
+        h = requant_expr(acc, m, n, 0, lo, hi, "int32", narrow=_narrow_ok(attrs))
+    return _hard_swish_tail(h, attrs)
+
+
+def _hard_swish_tail(h, attrs):
+    """From the fixed-point pre-activation h (int32): t = clamp(h + 3, 0, 6), p = h * t, and the
+    final requantization of p (one rounding)."""
+    f = int(attrs["act_frac_bits"])
     t = tir.max(tir.min(h + tir.const(3 << f, "int32"), tir.const(6 << f, "int32")), tir.const(0, "int32"))
     m2, n2 = int(attrs["act_multiplier"]), 31 - int(attrs["act_shift"])
     zp, qmin, qmax, dt = int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), str(attrs["out_dtype"])
@@ -207,15 +216,25 @@ def _hard_swish_requant(acc, m, n, attrs):
 
 def _hi32_finish(hi, neg, attrs, idx, tables):
     n = tables[1][idx] if tables is not None else _req_params(attrs, idx)[1]
+    if attrs.get("act", "none") == "hard_swish":
+        # the multiply-high gives the fixed-point pre-activation h, then the hard swish
+        h = hi32_finish(hi, neg, n, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), "int32")
+        return _hard_swish_tail(h, attrs)
     return hi32_finish(hi, neg, n, int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]),
                        str(attrs["out_dtype"]))
 
 
 def _hi32_ok(attrs) -> bool:
-    """Every right shift n = 31 - shift is in [33, 63] (``requant_hi32``), and no fused activation
-    (``_hard_swish_requant`` needs the whole pre-activation)."""
-    return (attrs.get("act", "none") == "none" and all(33 <= 31 - int(v) <= 63 for v in _tuple(attrs["shift"]))
-            and _clamp_i32_ok(attrs))
+    """Every right shift n = 31 - shift is in [33, 63] (``requant_hi32``; with a fused hard swish,
+    the shifts of its first step, to the fixed-point pre-activation)."""
+    return all(33 <= 31 - int(v) <= 63 for v in _tuple(attrs["shift"])) and _clamp_i32_ok(attrs)
+
+
+def _hi32_low_clamp(attrs) -> bool:
+    """Every negative accumulator requantizes to qmin (qmin >= the output zero point, a fused ReLU):
+    the multiply-high of max(acc, 0) then needs no sign. Never with a fused hard swish (h < 0
+    matters there)."""
+    return attrs.get("act", "none") == "none" and int(attrs["qmin"]) - int(attrs["out_zero_point"]) >= 0
 
 
 def _narrow_ok(attrs) -> bool:
@@ -628,8 +647,7 @@ def qconv(spec: KernelSpec):
             # also when one multiplier serves every channel
             if tables is None:
                 tables = _req_tables(attrs, oc, force=True)
-            low = int(attrs["qmin"]) - int(attrs["out_zero_point"]) >= 0
-            hi32 = (tables[0], lambda hi, neg, o: _hi32_finish(hi, neg, attrs, o, tables), low)
+            hi32 = (tables[0], lambda hi, neg, o: _hi32_finish(hi, neg, attrs, o, tables), _hi32_low_clamp(attrs))
         out, sched = conv_isa(isa, x, w, b, attrs, out_shape,
                               lambda acc, o: _requant_node(acc, attrs, o, tables, narrow=True), hi32)
     elif dwconv_lanes_fits(isa, str(x.dtype), int(attrs.get("group", 1)), int(x.shape[1]), oc, rank,
