@@ -387,7 +387,7 @@ def _linear(ctx: _Ctx, node: Node, op: str, w: np.ndarray, bias: np.ndarray | No
 
 
 # the fixed-point pre-activation of a fused hard swish: at most this many fraction bits
-HSWISH_MAX_FRAC_BITS, HSWISH_MIN_FRAC_BITS = 16, 10
+HSWISH_MAX_FRAC_BITS, HSWISH_MIN_FRAC_BITS = 16, 12
 
 
 def _hard_swish_attrs(s_y: float, z_y: int, qlo: int, qhi: int, acc_scale: float | None = None) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgec.ir import ops as irops
-from edgec.passes.quantize_int8 import HSWISH_MIN_FRAC_BITS, _hard_swish_attrs
+from edgec.passes.quantize_int8 import _hard_swish_attrs
 from edgec.quant.qmath import quantize_multiplier, qrange
 
 from ._harness import Case, build_cases, check
@@ -24,9 +24,8 @@ _IDENTITY = {"multiplier": (2 ** 30,), "shift": (1,), "out_zero_point": 0, "qmin
 def _act_attrs(op, inputs, base, out="uint8", hi32=False):
     """Requantization + fused hard swish attributes whose pre-activation h spans about [-6, 9]
     (both bends of the hard swish and the linear part), with output qparams of [-0.375, 9].
-    ``hi32``: fraction bits chosen as the quantization pass does (every first-step multiplier
-    below 1/4, so the 32-bit multiply-high form runs); else the most fraction bits (shifts of 28-34:
-    the int64 and narrowed forms)."""
+    ``hi32``: fewer fraction bits, every first-step multiplier below 1/8 (the 32-bit multiply-high
+    form runs); else the most fraction bits (shifts of 28-34: the int64 and narrowed forms)."""
     acc = irops.get(op).reference(*inputs, **base, **_IDENTITY)[0].astype(np.float64)
     axes = tuple(a for a in range(acc.ndim) if a != 1)
     peak = np.maximum(np.abs(acc).max(axis=axes), 1.0)
@@ -34,7 +33,14 @@ def _act_attrs(op, inputs, base, out="uint8", hi32=False):
     lo, hi = qrange(out)
     s_y = (9.0 + 0.375) / (hi - lo)
     z_y = int(lo + round(0.375 / s_y))
-    act = _hard_swish_attrs(s_y, z_y, lo, hi, float(real.max()) if hi32 else None)
+    act = _hard_swish_attrs(s_y, z_y, lo, hi)
+    if hi32:
+        # fewer fraction bits, so that every first-step multiplier is below 1/8 (right shifts >= 33):
+        # the kernels' 32-bit multiply-high form (the pass does this down to HSWISH_MIN_FRAC_BITS)
+        f = min(act["act_frac_bits"], int(np.floor(np.log2(0.124 / real.max()))))
+        m2, sh2 = quantize_multiplier(2.0 ** (-2 * f) / (6.0 * s_y))
+        act = dict(act, act_frac_bits=f, act_hmin=-3 * 2 ** f, act_hmax=int(np.ceil((act["act_hmax"] / 2 **
+                   act["act_frac_bits"]) * 2 ** f)), act_multiplier=int(m2), act_shift=int(sh2))
     mults = [quantize_multiplier(float(r) * 2.0 ** act["act_frac_bits"]) for r in real]
     return dict(base, multiplier=tuple(m for m, _ in mults), shift=tuple(s for _, s in mults),
                 out_zero_point=z_y, qmin=lo, qmax=hi, out_dtype=out, **act), real, s_y, z_y
@@ -81,9 +87,8 @@ CASES = [c for c, *_ in BUILT]
 
 def test_reference_within_one_quantum_of_float_hard_swish():
     for case, real, s_y, z_y in BUILT:
-        if case.id.endswith("_hi32"):   # every first-step shift >= 33, unless F is at its floor
-            assert (min(31 - sh for sh in case.attrs["shift"]) >= 33
-                    or case.attrs["act_frac_bits"] == HSWISH_MIN_FRAC_BITS), case.id
+        if case.id.endswith("_hi32"):   # every first-step shift >= 33: the multiply-high form
+            assert min(31 - sh for sh in case.attrs["shift"]) >= 33, case.id
         a = case.attrs
         base = {k: v for k, v in a.items() if k not in _IDENTITY and not k.startswith("act")}
         acc = irops.get(case.op).reference(*case.inputs, **base, **_IDENTITY)[0].astype(np.float64)
@@ -93,7 +98,9 @@ def test_reference_within_one_quantum_of_float_hard_swish():
         want = np.clip(np.round(h * np.clip(h + 3, 0, 6) / 6 / s_y) + z_y, a["qmin"], a["qmax"])
         got = case.reference()[0].astype(np.float64)
         assert np.abs(got - want).max() <= 1, case.id
-        assert np.mean(got == want) > 0.97, case.id      # rounding ties of h only
+        # rounding ties of h only: with F fraction bits h is off by at most 2^-(F+1), so more outputs
+        # land on the other side of a tie when F is small (the multiply-high cases, F = 7-10)
+        assert np.mean(got == want) > (0.97 if a["act_frac_bits"] >= 10 else 0.9), case.id
         assert np.unique(got).size > 12 and (got == z_y).any() and (h < -3).any() and (h > 3).any(), case.id
 
 

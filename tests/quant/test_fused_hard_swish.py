@@ -13,6 +13,7 @@ from onnx import TensorProto as T
 from onnx import helper as h
 
 from edgec.compiler import prepare_graph
+from edgec.passes.quantize_int8 import HSWISH_MIN_FRAC_BITS
 from edgec.reference import run_graph
 
 from .test_qdq_export import check, feeds_for, make_model, onnx_ops, rand
@@ -53,9 +54,10 @@ def test_conv_hard_swish_fused_and_exported(tmp_path, form, target):
     convs = [n for n in qg.nodes if n.op == "qconv"]
     assert [n.attrs["act"] for n in convs] == ["hard_swish", "none"]
     a = convs[0].attrs
-    assert a["act_hmin"] == -3 * 2 ** a["act_frac_bits"] and a["act_frac_bits"] >= 10
-    # the fraction bits leave every first-step right shift >= 33: the 32-bit multiply-high form
-    assert min(31 - sh for sh in a["shift"]) >= 33 or a["act_frac_bits"] == 10
+    assert a["act_hmin"] == -3 * 2 ** a["act_frac_bits"] and a["act_frac_bits"] >= HSWISH_MIN_FRAC_BITS
+    # the fraction bits leave every first-step right shift >= 33 (the 32-bit multiply-high form),
+    # unless that would take them below the floor
+    assert min(31 - sh for sh in a["shift"]) >= 33 or a["act_frac_bits"] == HSWISH_MIN_FRAC_BITS
     fused = [c for c in _layers(qg).values() if c.startswith("fused into")]
     assert len(fused) == (4 if form == "paddle" else 1)
     assert onnx_ops(proto).count("HardSwish") == 1
