@@ -212,13 +212,8 @@ class _Ctx:
                 return None
             region = found[1]
             h = np.concatenate([np.linspace(-8, 8, 4001), np.linspace(-1e3, 1e3, 2001)]).astype(np.float32)
-            env = {out: h}
-            for n in region:
-                args = [None if not i else env[i] if i in env else self.g.values[i].const.reshape(()) for i in n.inputs]
-                (y,) = get_op(n.op).reference(*args, **n.attrs)
-                env[n.outputs[0]] = np.asarray(y, np.float32)
             ref = h.astype(np.float64) * np.clip(h.astype(np.float64) + 3, 0, 6) / 6
-            if not np.allclose(env[region[-1].outputs[0]], ref, rtol=1e-5, atol=1e-6):
+            if not np.allclose(_eval_chain(self, out, region, h), ref, rtol=1e-5, atol=1e-6):
                 return None
         if region[-1].outputs[0] not in self.ranges:
             return None
@@ -395,9 +390,9 @@ def _hard_swish_attrs(s_y: float, z_y: int, qlo: int, qhi: int, acc_scale: float
     quant.py module doc): F fraction bits for h, as many as keep |h * clamp(h + 3, 0, 6)| < 2^31
     (in 2^-F units) for every h up to the largest output the int8 range holds; h is clamped to
     [-3, y_max + 1] (below -3 the result is 0, above y_max the output saturates: the clamp
-    changes no result). ``acc_scale`` (the largest s_x * s_w[c]): F is also kept low enough that
-    the first step's multipliers ``acc_scale * 2^F`` stay below 1/8 (right shifts >= 33), so that the kernels
-    requantize in 32-bit lanes (quant.requant_hi32), as long as that leaves F >= HSWISH_MIN_FRAC_BITS."""
+    changes no result). ``acc_scale`` (the largest s_x * s_w[c]): F is also lowered until the
+    first step's multipliers ``acc_scale * 2^F`` are below 1/8 (right shifts >= 33, so that the
+    kernels requantize in 32-bit lanes, quant.requant_hi32), but not below HSWISH_MIN_FRAC_BITS."""
     y_max = max((qhi - z_y) * s_y, 3.0)
     f = HSWISH_MAX_FRAC_BITS
     while f > 0 and math.ceil((y_max + 1) * 2 ** f) * 6 * 2 ** f >= 2 ** 31:
@@ -733,6 +728,17 @@ def _chain_region(ctx: _Ctx, node: Node) -> tuple[str, list[Node]] | None:
     return h, region
 
 
+def _eval_chain(ctx: _Ctx, h: str, region: list[Node], hv: np.ndarray) -> np.ndarray:
+    """The chain's result (float32, the shape of ``hv``) for the values ``hv`` of its input ``h``,
+    computed with the float references of the chain's own ops (its scalar constants honoured)."""
+    env = {h: hv}
+    for n in region:
+        args = [None if not i else env[i] if i in env else ctx.g.values[i].const.reshape(()) for i in n.inputs]
+        (y,) = get_op(n.op).reference(*args, **n.attrs)
+        env[n.outputs[0]] = np.asarray(y, np.float32).reshape(hv.shape)
+    return env[region[-1].outputs[0]]
+
+
 def rule_chain_lut(ctx: _Ctx, h: str, region: list[Node]) -> list[Node]:
     """The chain as one qlut on h's integer version: ``table[i] = quantize(chain(dequantize(i)))``
     computed with the float references of the chain's own ops (so any constants are honoured)."""
@@ -742,12 +748,8 @@ def rule_chain_lut(ctx: _Ctx, h: str, region: list[Node]) -> list[Node]:
     s_o, z_o = ctx.act_qparams(out)
     in_dt = ctx.b.values[xq].dtype
     lo = qrange(in_dt)[0]
-    env = {h: dequantize(np.arange(lo, lo + 256).astype(in_dt), s_i, z_i).astype(np.float32)}
-    for n in region:
-        args = [None if not i else env[i] if i in env else ctx.g.values[i].const.reshape(()) for i in n.inputs]
-        (y,) = get_op(n.op).reference(*args, **n.attrs)
-        env[n.outputs[0]] = np.asarray(y, np.float32).reshape(256)
-    table = quantize(env[out], s_o, z_o, ctx.dt)
+    levels = dequantize(np.arange(lo, lo + 256).astype(in_dt), s_i, z_i).astype(np.float32)
+    table = quantize(_eval_chain(ctx, h, region, levels), s_o, z_o, ctx.dt)
     ctx.emit_q("qlut", [xq], {"table": tuple(int(t) for t in table), "out_dtype": ctx.dt}, out, s_o, z_o,
                region[0].name)
     return region[1:]
