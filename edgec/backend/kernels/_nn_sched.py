@@ -1077,6 +1077,16 @@ def _transpose_copy(sch, block, lanes: int) -> bool:
 
 
 # -- dense: y = x @ w.T (both contiguous along k) ------------------------------------------------
+# a float GEMV (few rows) whose weights are at least this large streams them from memory: two cores
+# read it at about twice the bandwidth of one, whatever its MAC count
+GEMV_PARALLEL_MIN_WEIGHT_BYTES = 1 << 21
+
+
+def _streams_weights(m: int, n: int, k: int, dtype: str) -> bool:
+    return (str(dtype).startswith("float") and m <= 8 and n >= 16
+            and n * k * _bits(dtype) // 8 >= GEMV_PARALLEL_MIN_WEIGHT_BYTES)
+
+
 def dense_nt(m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, dtype: str, target,
              epilogue: Callable, out_name: str = "out") -> tuple[te.Tensor, Callable]:
     """``y[m, n] = epilogue(sum_k x[m, k] * w[n, k], m, n)`` with vector partial sums over k."""
@@ -1132,7 +1142,7 @@ def dense_nt(m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, dtype: str, tar
         sch.unroll(pji)
         if L > 1:
             sch.vectorize(pl)
-        if m * n * k >= parallel_min_macs(dtype):
+        if m * n * k >= parallel_min_macs(dtype) or _streams_weights(m, n, k, dtype):
             sch.parallel(sch.fuse(pjo, po))
         sch.decompose_reduction(b_part, pk)
 
