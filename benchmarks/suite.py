@@ -449,6 +449,12 @@ def bench_one(spec: Model, args, work: Path, run_model: Path | None) -> dict:
         if qdq is not None:
             s8 = _ort(qdq, th)
             row["ort_int8"] = _time(lambda: s8.run(None, feeds), args.warmup, args.runs)
+            del s8
+        # each engine runs alone: onnxruntime's intra-op threads spin-wait after a run, and a live
+        # session's spinning worker takes the second core from the next engine's threads
+        del s
+        import gc
+        gc.collect()
         for prec, art in arts.items():
             with edgec.load(art, threads=th) as m:
                 row[f"edgec_{prec}"] = _time(lambda: m.run(feeds, copy=False), args.warmup, args.runs)
