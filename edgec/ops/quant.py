@@ -272,13 +272,20 @@ def qconv(x, w, bias=None, *, strides, pads, dilations, group, x_zero_point, **r
     return (_requant_act(acc, req, acc.ndim),)
 
 
-def _qdense_infer(inputs, attrs):
+def _dense_operands(op: str, inputs, attrs):
+    """x [M, K] uint8/int8 with its zero point, w int8 [N, K], bias int32 [N] or none (qdense,
+    qdense_dequant); returns (x, w)."""
     x, w, bias = (list(inputs) + [None])[:3]
-    _check_act("qdense", "input", x.dtype)
-    _zp_ok("qdense", "x_zero_point", attrs["x_zero_point"], x.dtype)
+    _check_act(op, "input", x.dtype)
+    _zp_ok(op, "x_zero_point", attrs["x_zero_point"], x.dtype)
     if len(x.shape) != 2 or len(w.shape) != 2 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"qdense: x {list(x.shape)} and w {list(w.shape)} must be [M,K] and [N,K]")
-    _weights_bias("qdense", w, bias, w.shape[0])
+        raise ValueError(f"{op}: x {list(x.shape)} and w {list(w.shape)} must be [M,K] and [N,K]")
+    _weights_bias(op, w, bias, w.shape[0])
+    return x, w
+
+
+def _qdense_infer(inputs, attrs):
+    x, w = _dense_operands("qdense", inputs, attrs)
     _check_requant("qdense", attrs, w.shape[0], _INT_IN)
     _check_fused_act("qdense", attrs)
     d = attrs.get("input_density")
@@ -316,12 +323,7 @@ def _float_scales(op: str, v, channels: int) -> tuple[float, ...]:
 
 
 def _qdense_dequant_infer(inputs, attrs):
-    x, w, bias = (list(inputs) + [None])[:3]
-    _check_act("qdense_dequant", "input", x.dtype)
-    _zp_ok("qdense_dequant", "x_zero_point", attrs["x_zero_point"], x.dtype)
-    if len(x.shape) != 2 or len(w.shape) != 2 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"qdense_dequant: x {list(x.shape)} and w {list(w.shape)} must be [M,K] and [N,K]")
-    _weights_bias("qdense_dequant", w, bias, w.shape[0])
+    x, w = _dense_operands("qdense_dequant", inputs, attrs)
     _float_scales("qdense_dequant", attrs["scale"], w.shape[0])
     return [("float32", (x.shape[0], w.shape[0]))]
 

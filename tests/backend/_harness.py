@@ -106,6 +106,14 @@ def build_cases(cases: Sequence[Case], workdir: Path, target=None, jobs: int = 2
     return Runner(lib, tvm.runtime.load_module(str(so)), cases)
 
 
+def build_for_target(cases: Sequence[Case], tmp_path_factory, target, label: str) -> Runner:
+    """``build_cases`` for a module fixture parametrized over targets: the target's code must run on
+    this host (an AVX2 or generic x86-64 target does on an AVX-512 one), else the fixture skips."""
+    if not target.host_can_run():
+        pytest.skip(f"this host cannot run {label} code")
+    return build_cases(cases, tmp_path_factory.mktemp(label.replace("-", "_")), target=target)
+
+
 def check(case: Case, got: Sequence[np.ndarray]) -> None:
     want = case.reference()
     assert len(got) == len(want)

@@ -12,7 +12,7 @@ from edgec.quant.qmath import quantize_multiplier, qrange
 
 from edgec.targets import Target, load_target
 
-from ..backend._harness import Case, build_cases, check
+from ..backend._harness import Case, build_cases, build_for_target, check
 
 pytestmark = pytest.mark.tvm
 
@@ -202,9 +202,7 @@ def gemv_runner(request, tmp_path_factory):
     (vpmovzxbw/vpmovsxbw + vpmaddwd); elsewhere (other hosts, the generic target) these are
     portable GEMVs, also checked."""
     target = load_target("host" if request.param == "x86_64" else request.param)
-    if not target.host_can_run():
-        pytest.skip(f"this host cannot run {request.param} code")
-    return build_cases(GEMV_CASES, tmp_path_factory.mktemp("quant_gemv_" + request.param), target=target)
+    return build_for_target(GEMV_CASES, tmp_path_factory, target, "quant_gemv_" + request.param)
 
 
 @pytest.mark.parametrize("case", GEMV_CASES, ids=[c.id for c in GEMV_CASES])
@@ -240,9 +238,7 @@ def other_runner(request, tmp_path_factory):
     """The packed-kernel cases built for the AVX2 target (AVX2 code: runs on this AVX-512 host)
     and for a generic x86-64 target (SSE2 only: the portable schedules)."""
     target = GENERIC if request.param == "generic" else load_target(request.param)
-    if not target.host_can_run():
-        pytest.skip(f"this host cannot run {request.param} code")
-    return build_cases(ISA_CASES, tmp_path_factory.mktemp("quant_" + request.param), target=target)
+    return build_for_target(ISA_CASES, tmp_path_factory, target, "quant_" + request.param)
 
 
 @pytest.mark.parametrize("case", ISA_CASES, ids=[c.id for c in ISA_CASES])
