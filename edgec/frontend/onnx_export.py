@@ -81,10 +81,17 @@ def _write_node(w: _Writer, n: Node) -> None:
     elif op == "conv":
         k = tuple(w.g.values[ins[1]].shape[2:])
         lo, hi = a.get("act_min"), a.get("act_max")
-        conv_out = outs if lo is None and hi is None else [w.names(f"{n.name or outs[0]}_preact")]
-        w.emit("Conv", [i for i in ins if i], conv_out, n.name, kernel_shape=list(k), strides=list(a["strides"]),
+        residual = ins[3] if len(ins) > 3 and ins[3] else None
+        base = n.name or outs[0]
+        act = lo is not None or hi is not None
+        conv_out = outs if not act and residual is None else [w.names(f"{base}_conv")]
+        w.emit("Conv", [i for i in ins[:3] if i], conv_out, n.name, kernel_shape=list(k), strides=list(a["strides"]),
                pads=list(a["pads"]), dilations=list(a["dilations"]), group=int(a["group"]))
-        if conv_out is not outs:     # a fused relu / clip (edgec.passes.fuse_activation) as ONNX Clip
+        if residual is not None:     # a fused residual add (edgec.passes.fuse_activation) as ONNX Add
+            sum_out = [w.names(f"{base}_preact")] if act else outs
+            w.emit("Add", conv_out + [residual], sum_out, f"{base}_residual")
+            conv_out = sum_out
+        if act:     # a fused relu / clip (edgec.passes.fuse_activation) as ONNX Clip
             dt = np.dtype(w.g.values[outs[0]].dtype)
             bounds = [w.const(f"{n.name or outs[0]}_min", np.asarray(lo, dt)) if lo is not None else "",
                       w.const(f"{n.name or outs[0]}_max", np.asarray(hi, dt)) if hi is not None else ""]

@@ -29,14 +29,16 @@ def _size(shape) -> int:
 
 # -- conv ------------------------------------------------------------------------------------------
 # act_min / act_max: a relu or clip fused into the conv (edgec.passes.fuse_activation): the output
-# is clamped to [act_min, act_max] after the bias (None: unbounded), as clip does
+# is clamped to [act_min, act_max] after the bias (None: unbounded), as clip does. The optional
+# fourth input ``residual`` (the output's shape and dtype; fused by the same pass from
+# conv -> add) is added after the bias, before the clamp
 _CONV_ATTRS = {"strides": REQUIRED, "pads": REQUIRED, "dilations": REQUIRED, "group": 1,
                "act_min": None, "act_max": None}
 
 
 def _conv_infer(inputs, attrs):
-    x, w, bias = (list(inputs) + [None])[:3]
-    dt = require_float("conv", x, w, bias)
+    x, w, bias, residual = (list(inputs) + [None, None])[:4]
+    dt = require_float("conv", x, w, bias, residual)
     r = _spatial_rank("conv", x)
     if len(w.shape) != r + 2:
         raise ValueError(f"conv: weight {list(w.shape)} must have rank {r + 2} for input {list(x.shape)}")
@@ -52,7 +54,10 @@ def _conv_infer(inputs, attrs):
     if bias is not None and tuple(bias.shape) != (m,):
         raise ValueError(f"conv: bias must have shape [{m}], got {list(bias.shape)}")
     k, s, p, d = window_attrs("conv", r, attrs, kernel=w.shape[2:])
-    return [(dt, (n, m) + window_out_shape("conv", x.shape[2:], k, s, p, d))]
+    out = (n, m) + window_out_shape("conv", x.shape[2:], k, s, p, d)
+    if residual is not None and tuple(residual.shape) != tuple(out):
+        raise ValueError(f"conv: residual must have the output's shape {list(out)}, got {list(residual.shape)}")
+    return [(dt, out)]
 
 
 def _conv_macs(inputs, outputs, attrs) -> int:
@@ -60,10 +65,11 @@ def _conv_macs(inputs, outputs, attrs) -> int:
     return _size(outputs[0].shape) * _size(w.shape[1:])
 
 
-@register("conv", group="nn", infer=_conv_infer, attrs=_CONV_ATTRS, arity=(2, 3), macs=_conv_macs)
-def conv(x, w, bias=None, *, strides, pads, dilations, group, act_min=None, act_max=None):
+@register("conv", group="nn", infer=_conv_infer, attrs=_CONV_ATTRS, arity=(2, 4), macs=_conv_macs)
+def conv(x, w, bias=None, residual=None, *, strides, pads, dilations, group, act_min=None, act_max=None):
     """ONNX Conv with explicit pads (begin..., end...), 1 to 3 spatial axes, grouped; then, when
-    given, a clamp to [act_min, act_max] (a fused relu / clip, with clip's semantics)."""
+    given, the optional ``residual`` (the output's shape) added and a clamp to [act_min, act_max]
+    (a fused add and relu / clip, with clip's semantics)."""
     n, c = x.shape[:2]
     m, cg, *ks = w.shape
     g, mg = group, m // group
@@ -82,6 +88,8 @@ def conv(x, w, bias=None, *, strides, pads, dilations, group, act_min=None, act_
             acc += np.matmul(wk, xs)                    # [g, mg, cg] @ [n, g, cg, P]
     if bias is not None:
         acc += bias.reshape(1, g, mg, 1)
+    if residual is not None:
+        acc += residual.reshape(acc.shape)
     if act_min is not None:
         acc = np.maximum(acc, np.asarray(act_min).astype(acc.dtype))
     if act_max is not None:

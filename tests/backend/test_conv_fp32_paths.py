@@ -5,7 +5,17 @@ _nn_sched.py), against the numpy references:
   vectors: DS-CNN's 25x5, MobileNetV2's 14x14 and 7x7), with the small-image tile (all the
   pixels in one row of half-width vectors) and the GEMM's own tile choice; batch > 1, no bias;
 - float depthwise convolutions with the one-channel, several-rows tile (row counts that do and
-  do not divide the output, stride 2, a 5x5 kernel, width 7 with 8-lane vectors);
+  do not divide the output, stride 2, a 5x5 kernel);
+- float depthwise convolutions over a channel's flattened pixels (``nn._conv_flat_depthwise``:
+  rows of at most half a vector, DS-CNN's 25x5 and 7x7; pixels that are and are not whole
+  vectors, asymmetric padding, a 5x5 and a 1x3 kernel, batch 2), and the same shapes on the row
+  tile with the flat form switched off;
+- float dense convolutions on such short rows as im2col + ``gemm_overlap_last``
+  (``nn._conv_im2col_overlap``: DS-CNN's first conv 10x4 stride 2, a dilated one, batch 2);
+- float dense stride-1 convolutions over flattened pixels in whole-row blocks
+  (``nn._conv_flat_dense``: rows of 28, 24 and 20 columns, a 5x5 kernel with asymmetric
+  padding, a 1x3 kernel, one input channel, batch 2);
+- the optional ``residual`` input (a fused add) on every float conv path;
 - global average / max pools whose row length is not a multiple of any vector width.
 
 Each case also checks that the kernel generator takes the path it is meant to cover, so a
@@ -28,17 +38,18 @@ pytestmark = pytest.mark.tvm
 RNG = np.random.default_rng(20261127)
 
 
-def _conv(id_, xs, ws, strides=(1, 1), pads=(0, 0, 0, 0), group=1, bias=True):
+def _conv(id_, xs, ws, strides=(1, 1), pads=(0, 0, 0, 0), group=1, bias=True, dilations=(1, 1)):
     x = rand(RNG, *xs)
     w = rand(RNG, *ws)
     b = rand(RNG, ws[0]) if bias else None
     tol = 2e-6 * np.sqrt(int(np.prod(ws[1:])))
-    return Case(id_, "conv", dict(strides=strides, pads=pads, dilations=(1, 1), group=group), [x, w, b],
+    return Case(id_, "conv", dict(strides=strides, pads=pads, dilations=dilations, group=group), [x, w, b],
                 rtol=tol, atol=tol)
 
 
 # (case, expected path): "small" = the small-image GEMM tile, "gemm" = GEMM with its own tile,
-# "direct" = the direct convolution, ("dw", lanes, rows) = the depthwise tile
+# "direct" = the direct convolution, ("dw", lanes, rows) = the depthwise tile, ("flat", lanes) =
+# the flattened-pixel depthwise form, "im2col_overlap" = im2col + gemm_overlap_last
 CASES = [
     (_conv("pw_25x5", (1, 64, 25, 5), (64, 64, 1, 1)), "gemm"),
     (_conv("pw_14x14", (1, 24, 14, 14), (40, 24, 1, 1)), "gemm"),
@@ -46,8 +57,27 @@ CASES = [
     (_conv("pw_6x6_batch_nobias", (2, 17, 6, 6), (5, 17, 1, 1), bias=False), "small"),
     (_conv("pw_3x9_batch", (2, 8, 3, 9), (7, 8, 1, 1)), "small"),
     (_conv("pw_wide_rows", (1, 8, 4, 32), (6, 8, 1, 1)), "direct"),
-    (_conv("dw_7x7", (1, 10, 7, 7), (10, 1, 3, 3), pads=(1, 1, 1, 1), group=10), ("dw", 8, 7)),
-    (_conv("dw_25x5", (1, 6, 25, 5), (6, 1, 3, 3), pads=(1, 1, 1, 1), group=6), ("dw", 8, 5)),
+    (_conv("dw_7x7", (1, 10, 7, 7), (10, 1, 3, 3), pads=(1, 1, 1, 1), group=10), ("flat", 16)),
+    (_conv("dw_25x5", (1, 6, 25, 5), (6, 1, 3, 3), pads=(1, 1, 1, 1), group=6), ("flat", 16)),
+    (_conv("flat_8x4_whole_vectors", (1, 3, 8, 4), (3, 1, 3, 3), pads=(1, 1, 1, 1), group=3), ("flat", 16)),
+    (_conv("flat_9x8_batch_nobias", (2, 5, 9, 8), (5, 1, 3, 3), pads=(1, 1, 1, 1), group=5, bias=False),
+     ("flat", 16)),
+    (_conv("flat_asym_pads", (1, 4, 11, 6), (4, 1, 3, 3), pads=(2, 0, 0, 2), group=4), ("flat", 16)),
+    (_conv("flat_5x5_12x6", (1, 3, 12, 6), (3, 1, 5, 5), pads=(2, 2, 2, 2), group=3), ("flat", 16)),
+    (_conv("flat_1x3_7x7", (1, 3, 7, 7), (3, 1, 1, 3), pads=(0, 1, 0, 1), group=3), ("flat", 16)),
+    (_conv("dw_s2_25x5", (1, 6, 50, 10), (6, 1, 3, 3), strides=(2, 2), pads=(1, 1, 1, 1), group=6), ("dw", 8, 5)),
+    (_conv("i2c_dscnn_first", (1, 1, 49, 10), (64, 1, 10, 4), strides=(2, 2), pads=(4, 1, 5, 2)),
+     "im2col_overlap"),
+    (_conv("i2c_3x3_25x5_batch_nobias", (2, 6, 25, 5), (16, 6, 3, 3), pads=(1, 1, 1, 1), bias=False),
+     "im2col_overlap"),
+    (_conv("i2c_dilated_s12", (1, 3, 20, 12), (8, 3, 3, 3), strides=(1, 2), pads=(2, 2, 2, 2), dilations=(2, 2)),
+     "im2col_overlap"),
+    (_conv("fd_28x28", (1, 5, 8, 28), (6, 5, 3, 3), pads=(1, 1, 1, 1)), ("flat_dense", 7, 3)),
+    (_conv("fd_28x28_batch_nobias", (2, 3, 12, 28), (4, 3, 3, 3), pads=(1, 1, 1, 1), bias=False),
+     ("flat_dense", 7, 2)),
+    (_conv("fd_24_5x5_asym", (1, 4, 6, 24), (8, 4, 5, 5), pads=(3, 1, 1, 3)), ("flat_dense", 3, 8)),
+    (_conv("fd_20_1x3", (1, 3, 4, 20), (12, 3, 1, 3), pads=(0, 2, 0, 0)), ("flat_dense", 5, 4)),
+    (_conv("fd_28_one_channel", (1, 1, 4, 28), (6, 1, 3, 3), pads=(1, 1, 1, 1)), ("flat_dense", 7, 3)),
     (_conv("dw_11x9_overhang", (1, 5, 11, 9), (5, 1, 3, 3), pads=(1, 1, 1, 1), group=5, bias=False),
      ("dw", 16, 4)),
     (_conv("dw_s2", (1, 7, 17, 15), (7, 1, 3, 3), strides=(2, 2), pads=(1, 1, 1, 1), group=7), ("dw", 8, 4)),
@@ -63,7 +93,8 @@ POOLS = [
 
 def _spec(case: Case) -> KernelSpec:
     x, w, b = case.inputs
-    oh = [(x.shape[2 + i] + case.attrs["pads"][i] + case.attrs["pads"][2 + i] - w.shape[2 + i])
+    d = case.attrs["dilations"]
+    oh = [(x.shape[2 + i] + case.attrs["pads"][i] + case.attrs["pads"][2 + i] - (w.shape[2 + i] - 1) * d[i] - 1)
           // case.attrs["strides"][i] + 1 for i in range(2)]
     ins = [TensorType("float32", tuple(x.shape)), TensorType("float32", tuple(w.shape))]
     ins.append(TensorType("float32", tuple(b.shape)) if b is not None else None)
@@ -80,6 +111,16 @@ def _path(case: Case):
         return "gemm"
     if plan is not None:
         return "small"
+    flat = nnk._flat_depthwise_plan(spec, x, w)
+    if flat is not None:
+        return ("flat", flat)
+    if nnk._im2col_tail_plan(spec, x, w) is not None:
+        return "im2col_tail"
+    if nnk._im2col_overlap_plan(spec, x, w) is not None:
+        return "im2col_overlap"
+    dense = nnk._flat_dense_plan(spec, x, w)
+    if dense is not None:
+        return ("flat_dense", dense[1], dense[2])
     prob = nnk.conv_problem(spec, x, w)
     if prob.groups > 1:
         tile = _nn_sched._choose_conv_tile(_nn_sched._subsample_pointwise(prob), spec.target)
@@ -123,16 +164,28 @@ def test_param_shapes_view_checks_size():
         _nn_sched.with_param_shapes(func, {0: (2, 7)})
 
 
+def _compile_run(spec: KernelSpec, inputs):
+    """Build one conv kernel in this process (no kernel cache: the module flags a test sets are
+    what the generator sees) and run it on ``inputs``."""
+    import tvm
+    from edgec.backend.kernels.registry import KERNELS
+    func = KERNELS["conv"](spec).with_attr("global_symbol", "k")
+    lib = tvm.compile(tvm.IRModule({"k": func}), target=spec.target.tvm_target())
+    got = tvm.runtime.tensor(np.zeros(spec.outputs[0].shape, "float32"))
+    lib["k"](*(tvm.runtime.tensor(a) for a in inputs if a is not None), got)
+    return got.numpy()
+
+
 @pytest.mark.parametrize("xs,ws,pads,lo,hi", [
     ((1, 16, 7, 7), (24, 16, 1, 1), (0, 0, 0, 0), 0.0, 6.0),      # small-image GEMM tile
     ((1, 16, 14, 14), (8, 16, 1, 1), (0, 0, 0, 0), 0.0, None),    # GEMM, relu only
     ((1, 6, 9, 11), (5, 6, 3, 3), (1, 1, 1, 1), -0.5, 0.5),       # direct convolution
     ((1, 6, 9, 11), (6, 1, 3, 3), (1, 1, 1, 1), None, 1.0),       # depthwise
+    ((1, 6, 25, 5), (6, 1, 3, 3), (1, 1, 1, 1), 0.0, 0.5),        # flat depthwise
+    ((1, 6, 25, 5), (16, 6, 3, 3), (1, 1, 1, 1), 0.0, None),      # im2col + overlap GEMM
 ])
 def test_fused_clamp_epilogue(xs, ws, pads, lo, hi):
     """attrs act_min / act_max clamp the biased sums (a relu or clip fused into the conv)."""
-    import tvm
-    from edgec.backend.kernels.registry import KERNELS
     group = xs[1] if ws[1] == 1 and xs[1] > 1 else 1
     case = _conv("act", xs, ws, pads=pads, group=group)
     spec = _spec(case)
@@ -142,11 +195,106 @@ def test_fused_clamp_epilogue(xs, ws, pads, lo, hi):
     if hi is not None:
         attrs["act_max"] = hi
     spec = KernelSpec(spec.op, attrs, spec.inputs, spec.outputs, spec.target)
-    func = KERNELS["conv"](spec).with_attr("global_symbol", "k")
-    lib = tvm.compile(tvm.IRModule({"k": func}), target=spec.target.tvm_target())
-    x, w, b = case.inputs
+    got = _compile_run(spec, case.inputs)
     want = np.clip(case.reference()[0], lo, hi)
-    got = tvm.runtime.tensor(np.zeros(spec.outputs[0].shape, "float32"))
-    lib["k"](*(tvm.runtime.tensor(a) for a in (x, w, b)), got)
-    np.testing.assert_allclose(got.numpy(), want, rtol=case.rtol, atol=case.atol)
-    assert (lo is None or got.numpy().min() >= lo) and (hi is None or got.numpy().max() <= hi)
+    np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol)
+    assert (lo is None or got.min() >= lo) and (hi is None or got.max() <= hi)
+
+
+@pytest.mark.parametrize("case", [c for c, _ in CASES if c.id in ("dw_7x7", "dw_25x5", "i2c_dscnn_first",
+                                                                   "i2c_dilated_s12", "fd_28x28")], ids=lambda c: c.id)
+def test_forms_switched_off_take_the_direct_convolution(case, monkeypatch):
+    """``FLAT_DEPTHWISE`` / ``IM2COL_OVERLAP_GEMM`` / ``FLAT_DENSE`` off: the same shapes run on the
+    direct convolution's tiles (the row tile for DS-CNN's 25x5 depthwise) and still match."""
+    monkeypatch.setattr(nnk, "FLAT_DEPTHWISE", False)
+    monkeypatch.setattr(nnk, "IM2COL_OVERLAP_GEMM", False)
+    monkeypatch.setattr(nnk, "FLAT_DENSE", False)
+    path = _path(case)
+    assert path == "direct" or path[0] == "dw", path
+    check(case, [_compile_run(_spec(case), case.inputs)])
+
+
+def test_flat_depthwise_not_chosen_elsewhere():
+    def plan(xs, ws, pads, strides=(1, 1), target=None):
+        case = _conv("p", xs, ws, strides=strides, pads=pads, group=xs[1])
+        spec = _spec(case)
+        if target is not None:
+            spec = KernelSpec(spec.op, spec.attrs, spec.inputs, spec.outputs, target)
+        x = te.placeholder(xs, "float32", name="x")
+        w = te.placeholder(ws, "float32", name="w")
+        return nnk._flat_depthwise_plan(spec, x, w)
+    from edgec.targets import load_target
+    assert plan((1, 4, 25, 5), (4, 1, 3, 3), (1, 1, 1, 1)) == 16
+    assert plan((1, 4, 14, 14), (4, 1, 3, 3), (1, 1, 1, 1)) is None            # rows of 14: row tile
+    assert plan((1, 4, 25, 5), (4, 1, 3, 3), (0, 0, 0, 0)) is None             # output smaller
+    assert plan((1, 4, 26, 6), (4, 1, 3, 3), (1, 1, 1, 1), (2, 2)) is None     # stride 2
+    assert plan((1, 4, 3, 4), (4, 1, 3, 3), (1, 1, 1, 1)) is None              # less than a vector
+    assert plan((1, 4, 50, 5), (4, 1, 3, 3), (1, 1, 1, 1)) is None             # 16 vectors: too many
+    assert plan((1, 4, 25, 5), (4, 1, 3, 3), (1, 1, 1, 1), target=load_target("x86_64-avx2")) is None
+    assert plan((1, 4, 12, 4), (4, 1, 3, 3), (1, 1, 1, 1), target=load_target("x86_64-avx2")) == 8
+
+
+@pytest.mark.parametrize("xs,ws,kw,path", [
+    ((1, 24, 25, 5), (16, 24, 1, 1), {}, "gemm"),                                     # overlap GEMM
+    ((1, 8, 8, 8), (16, 8, 1, 1), {}, "gemm"),                                        # gemm_nn
+    ((1, 16, 7, 7), (24, 16, 1, 1), {}, "small"),
+    ((1, 128, 7, 7), (24, 128, 1, 1), {}, "small"),                                   # tail columns GEMM
+    ((1, 16, 7, 7), (24, 16, 3, 3), dict(pads=(1, 1, 1, 1)), "im2col_tail"),
+    ((1, 6, 25, 5), (16, 6, 3, 3), dict(pads=(1, 1, 1, 1)), "im2col_overlap"),
+    ((1, 8, 4, 32), (6, 8, 1, 1), {}, "direct"),
+    ((2, 5, 9, 11), (7, 5, 3, 3), dict(pads=(1, 1, 1, 1), bias=False), "direct"),
+    ((1, 6, 9, 11), (6, 1, 3, 3), dict(pads=(1, 1, 1, 1), group=6), ("dw", 16, 4)),
+    ((1, 6, 25, 5), (6, 1, 3, 3), dict(pads=(1, 1, 1, 1), group=6), ("flat", 16)),
+    ((1, 5, 8, 28), (6, 5, 3, 3), dict(pads=(1, 1, 1, 1)), ("flat_dense", 7, 3)),
+], ids=["overlap", "gemm_nn", "small", "tail", "im2col_tail", "im2col_overlap", "direct", "direct_batch_nobias",
+        "dw", "flat_dw", "flat_dense"])
+def test_residual_epilogue(xs, ws, kw, path):
+    """A conv's optional fourth input ``residual`` is added after the bias, before the clamp
+    (a fused conv -> add -> relu), on every float conv path."""
+    case = _conv("res", xs, ws, **kw)
+    p = _path(case)
+    assert p == path, p
+    spec = _spec(case)
+    out_t = spec.outputs[0]
+    r = rand(RNG, *out_t.shape)
+    attrs = dict(spec.attrs, act_min=0.0)
+    ins = spec.inputs + (TensorType("float32", tuple(out_t.shape)),)
+    spec = KernelSpec(spec.op, attrs, ins, spec.outputs, spec.target)
+    got = _compile_run(spec, list(case.inputs) + [r])
+    want = np.maximum(case.reference()[0] + r, 0)
+    np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol)
+
+
+def test_flat_depthwise_on_avx2_target():
+    """8-lane vectors (AVX2, 16 registers): rows of at most 4 columns, at most 12 vectors."""
+    from edgec.targets import load_target
+    case = _conv("flat_avx2", (1, 5, 12, 4), (5, 1, 3, 3), pads=(1, 1, 1, 1), group=5)
+    spec = _spec(case)
+    spec = KernelSpec(spec.op, dict(spec.attrs, act_min=0.0), spec.inputs, spec.outputs, load_target("x86_64-avx2"))
+    x = te.placeholder(case.inputs[0].shape, "float32", name="x")
+    w = te.placeholder(case.inputs[1].shape, "float32", name="w")
+    assert nnk._flat_depthwise_plan(spec, x, w) == 8
+    got = _compile_run(spec, case.inputs)
+    np.testing.assert_allclose(got, np.maximum(case.reference()[0], 0), rtol=case.rtol, atol=case.atol)
+
+
+def test_flat_dense_not_chosen_elsewhere():
+    from edgec.targets import load_target
+
+    def plan(xs, ws, pads, strides=(1, 1), target=None):
+        case = _conv("p", xs, ws, strides=strides, pads=pads)
+        spec = _spec(case)
+        if target is not None:
+            spec = KernelSpec(spec.op, spec.attrs, spec.inputs, spec.outputs, target)
+        x = te.placeholder(xs, "float32", name="x")
+        w = te.placeholder(ws, "float32", name="w")
+        return nnk._flat_dense_plan(spec, x, w)
+    assert plan((1, 128, 28, 28), (128, 128, 3, 3), (1, 1, 1, 1)) == (16, 7, 2)     # resnet50's 28x28 3x3
+    assert plan((1, 8, 14, 14), (8, 8, 3, 3), (1, 1, 1, 1)) is None       # 196 pixels: no whole blocks
+    assert plan((1, 8, 8, 56), (8, 8, 3, 3), (1, 1, 1, 1)) is None        # the 56-column row tile
+    assert plan((1, 8, 8, 32), (8, 8, 3, 3), (1, 1, 1, 1)) is None        # whole vectors
+    assert plan((1, 8, 8, 8), (8, 8, 3, 3), (1, 1, 1, 1)) is None         # short rows
+    assert plan((1, 8, 28, 28), (8, 8, 3, 3), (0, 0, 0, 0)) is None       # output smaller
+    assert plan((1, 8, 56, 56), (8, 8, 3, 3), (1, 1, 1, 1), (2, 2)) is None
+    assert plan((1, 8, 8, 28), (7, 8, 3, 3), (1, 1, 1, 1)) is None        # 7 channels: a 7-accumulator tile
+    assert plan((1, 8, 8, 28), (8, 8, 3, 3), (1, 1, 1, 1), target=load_target("x86_64-avx2")) is None

@@ -2,7 +2,10 @@
 of vectors (14 or 7 columns in 16/8 lanes): the write-back under the tile is one vectorized
 store of the row's length (``_nn_sched.VECTOR_ROW_WRITEBACK``; not for depthwise rows of fewer
 than 6 columns, which were slower so). Checked against the
-numpy reference with row and channel overhangs, and the path read from the scheduled TIR."""
+numpy reference with row and channel overhangs, and the path read from the scheduled TIR.
+Stride-1 depthwise convolutions on rows of at most 8 columns run over flattened pixels
+(``nn.FLAT_DEPTHWISE``, tests/backend/test_conv_fp32_paths.py): the short-row cases here are
+strided, and the TIR checks switch that form off."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,6 +35,10 @@ CASES = [
     _conv("dw_25x5", 12, 12, (25, 5), 3, 1, (1, 1, 1, 1), 12, bias=False),       # 25 rows: row overhang
     _conv("dw_5x5_kernel_9x11", 5, 5, (9, 11), 5, 1, (2, 2, 2, 2), 5),
     _conv("dense_3x3_7x7", 8, 13, (7, 7), 3, 1, (1, 1, 1, 1), 1),                # 13 channels: channel overhang
+    # the two stride-1 cases above run over flattened pixels when built; these strided ones keep
+    # the row tile on the same output rows
+    _conv("dw_s2_7x7_relu6", 21, 21, (13, 13), 3, 2, (1, 1, 1, 1), 21, act=(0.0, 6.0)),
+    _conv("dw_s2_25x5", 12, 12, (49, 10), 3, 2, (1, 1, 1, 1), 12, bias=False),
     _conv("dw_asym_pad_16x20", 3, 3, (16, 20), 3, 1, (2, 0, 0, 1), 3),            # border-only fill, odd pads
     _conv("dw_5x5_pad2_12x9", 4, 4, (12, 9), 5, 1, (2, 2, 2, 2), 4, act=(-1.0, 1.0)),
 ]
@@ -54,23 +61,29 @@ def _out_stores(case, enabled: bool) -> str:
     ins = tuple(None if a is None else TensorType(str(a.dtype), tuple(a.shape)) for a in case.inputs)
     out = case.reference()[0]
     spec = KernelSpec("conv", case.attrs, ins, (TensorType(str(out.dtype), tuple(out.shape)),), load_target("host"))
-    old = ns.VECTOR_ROW_WRITEBACK
+    from edgec.backend.kernels import nn as nnk
+    old, old_flat = ns.VECTOR_ROW_WRITEBACK, nnk.FLAT_DEPTHWISE
     ns.VECTOR_ROW_WRITEBACK = enabled
+    nnk.FLAT_DEPTHWISE = False
     try:
         return KERNELS["conv"](spec).script()
     finally:
-        ns.VECTOR_ROW_WRITEBACK = old
+        ns.VECTOR_ROW_WRITEBACK, nnk.FLAT_DEPTHWISE = old, old_flat
 
 
-@pytest.mark.parametrize("case", CASES[:2], ids=[c.id for c in CASES[:2]])
+ONE_VECTOR = CASES[:2] + [c for c in CASES if c.id == "dw_s2_7x7_relu6"]
+
+
+@pytest.mark.parametrize("case", ONE_VECTOR, ids=[c.id for c in ONE_VECTOR])
 def test_row_written_as_one_vector(case):
     ow = case.reference()[0].shape[-1]
     assert f"T.vectorized({ow})" in _out_stores(case, True), "the row's write-back is one vector"
     assert f"T.vectorized({ow})" not in _out_stores(case, False)
 
 
-def test_short_depthwise_rows_stay_scalar():
-    case = next(c for c in CASES if c.id == "dw_25x5")
+@pytest.mark.parametrize("cid", ["dw_25x5", "dw_s2_25x5"])
+def test_short_depthwise_rows_stay_scalar(cid):
+    case = next(c for c in CASES if c.id == cid)
     assert "T.vectorized(5)" not in _out_stores(case, True)
 
 

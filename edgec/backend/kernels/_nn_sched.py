@@ -1012,7 +1012,8 @@ def choose_overlap_gemm_tile(m: int, n: int, k: int, dtype: str, target) -> "Ove
 def gemm_overlap_last(batch: int, m: int, n: int, k: int, a: te.Tensor, b: te.Tensor, dtype: str,
                       tile: OverlapGemmTile, epilogue: Callable, out_name: str = "out") -> tuple[te.Tensor, Callable]:
     """``out[bi, i, j] = epilogue(sum_k a[i, k] * b[bi, k, j], bi, i, j)`` for n not a multiple
-    of the vector width, without a padded copy of ``b``: vector v covers the columns from
+    of the vector width (``b`` a tensor, or a function ``b(bi, kk, j)`` reading one: an im2col
+    view), without a padded copy of ``b``: vector v covers the columns from
     min(v * lanes, n - lanes), so the last vector overlaps the one before it instead of running
     past the row (every load stays inside ``b``); each output column is written back from the
     vector that owns it. ``gemm_nn`` copied B into rows padded to whole vectors first: DS-CNN's
@@ -1020,12 +1021,13 @@ def gemm_overlap_last(batch: int, m: int, n: int, k: int, a: te.Tensor, b: te.Te
     L, nw, mr = tile.lanes, tile.nw, tile.mr
     nv = -(-n // L)
     ad = acc_dtype(dtype)
+    b_at = b if callable(b) and not isinstance(b, te.Tensor) else (lambda bi, kk, j: b[bi, kk, j])
 
     def base(v):
         return tir.min(v * L, n - L)
     rk = te.reduce_axis((0, k), name="rk")
     acc = te.compute((batch, m, nv, L), lambda bi, i, v, l: te.sum(
-        cast(a[i, rk], ad) * cast(b[bi, rk, base(v) + l], ad), axis=rk), name="acc")
+        cast(a[i, rk], ad) * cast(b_at(bi, rk, base(v) + l), ad), axis=rk), name="acc")
     last = (nv - 1) * L
 
     def out_f(bi, i, j):
