@@ -196,9 +196,12 @@ def prepare_graph(model, target: str | Target = "host", input_shapes: Mapping[st
 
 def _lower(graph: Graph) -> Graph:
     """The last passes, after quantization (which must see the float activations as nodes): a
-    float conv's relu / clip into the conv (edgec.passes.fuse_activation)."""
+    float conv's relu / clip into the conv (edgec.passes.fuse_activation); then the accumulator
+    bounds of the int8 layers (on their final weights and biases)."""
     from .passes.fuse_activation import fuse_activation
+    from .passes.quantize_int8 import annotate_acc_bounds
     out = fuse_activation(graph)
+    annotate_acc_bounds(out)
     if os.environ.get("EDGEC_VERIFY") == "1":
         from .ir.verify import verify
         verify(out)

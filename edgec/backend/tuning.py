@@ -118,7 +118,7 @@ def spec_tuning(config: dict) -> tuple:
 VALUE_ATTRS = frozenset(("multiplier", "shift", "out_zero_point", "x_zero_point", "a_zero_point", "b_zero_point",
                          "in_zero_point", "qmin", "qmax", "scale", "zero_point", "table", "a_multiplier",
                          "a_shift", "b_multiplier", "b_shift", "act_frac_bits", "act_hmin", "act_hmax",
-                         "act_multiplier", "act_shift"))
+                         "act_pre_shift", "act_multiplier", "act_right_shift", "acc_bound"))
 
 
 def record_key(spec) -> str:

@@ -15,14 +15,25 @@ Conventions shared by qconv / qdense:
   per-output-channel (length M) or per-tensor (length 1) multiplier/shift tuples. A fused ReLU or
   Clip is the clamp range ``[qmin, qmax]``. ``out_dtype`` may also be int32 for these three
   (ONNX ConvInteger / MatMulInteger: multiplier 2^30, shift 1 is the exact identity).
+- ``acc_bound`` (optional, set by the compiler from the constant weights and bias,
+  ``edgec.passes.quantize_int8.annotate_acc_bounds``): no |acc[c]| exceeds it, for any input.
+  It changes no result (the reference checks it); it lets a kernel requantize exactly in 32-bit
+  lanes with a right shift below 33 (``acc << k`` then ``n + k``, the same bits).
 - ``act="hard_swish"`` (qconv / qdense; the quantization pass fuses a hard-swish consumer):
   the requantization above first gives ``h``, the pre-activation in fixed point with
   ``F = act_frac_bits`` fraction bits (``multiplier[c] = s_x s_w[c] 2^F``, zero point 0, clamped
   to ``[act_hmin, act_hmax]``), then, in integers,
-      ``t = clamp(h + 3 * 2^F, 0, 6 * 2^F)``,  ``p = h * t``  (|p| < 2^31 by construction),
-      ``y = requantize(p, act_multiplier, act_shift, out_zero_point, qmin, qmax)``
-  with ``act_multiplier = 2^-2F / (6 s_y)``: hard_swish(h) = h * clip(h + 3, 0, 6) / 6 with ONE
-  8-bit rounding (the unfused form rounds h to 8 bits, then the lookup table rounds again).
+      ``t = clamp(h + 3 * 2^F, 0, 6 * 2^F)``,  ``p = h * t``  (|p| <= P = max(|act_hmin|,
+      |act_hmax|) * 6 * 2^F < 2^31 by construction),
+      ``q = (p + 2^(s-1)) >> s``  (s = ``act_pre_shift``; q = p for s = 0),
+      ``y = clamp(((q * act_multiplier + 2^(n-1)) >> n) + out_zero_point, qmin, qmax)``
+  (n = ``act_right_shift``; arithmetic shifts, so both roundings are half up) with
+  ``act_multiplier / 2^n ~ 2^(s - 2F) / (6 s_y)``: hard_swish(h) = h * clip(h + 3, 0, 6) / 6.
+  The pass takes s so that |q| < 2^16 (a step of 1/256 of an output quantum or finer), and the
+  multiplier below 2^15 with the largest n that keeps ``|q| * act_multiplier + 2^(n-1) < 2^31``:
+  every step is an int32 operation (one 32-bit multiply, no 64-bit product), and the result is
+  within ~0.01 of an output quantum of the exact rounding of h * t / (6 s_y 2^2F), which the
+  unfused form (h rounded to 8 bits, then a lookup table rounding again) is far from.
   ``act_hmin = -3 * 2^F`` (every h below gives 0) and ``act_hmax`` at or above the largest h that
   does not saturate the output, so the clamp never changes a result.
 """
@@ -45,7 +56,8 @@ _INT_IN = ("uint8", "int8", "int32")
 _REQ_ATTRS = {"multiplier": REQUIRED, "shift": REQUIRED, "out_zero_point": REQUIRED, "qmin": REQUIRED,
               "qmax": REQUIRED, "out_dtype": REQUIRED}
 # a fused activation after the requantization (qconv / qdense): see the module doc
-_ACT_ATTRS = {"act": "none", "act_frac_bits": 0, "act_hmin": 0, "act_hmax": 0, "act_multiplier": 0, "act_shift": 0}
+_ACT_ATTRS = {"act": "none", "act_frac_bits": 0, "act_hmin": 0, "act_hmax": 0, "act_pre_shift": 0,
+              "act_multiplier": 0, "act_right_shift": 0, "acc_bound": None}
 FUSED_ACTS = ("none", "hard_swish")
 
 
@@ -100,6 +112,9 @@ def _requant(acc, attrs_m, attrs_s, zo, qmin, qmax, out_dtype, axis: int | None 
 
 
 def _check_fused_act(op: str, attrs) -> None:
+    ab = attrs.get("acc_bound")
+    if ab is not None and (isinstance(ab, bool) or not isinstance(ab, int) or not 0 <= ab < 2 ** 31):
+        raise ValueError(f"{op}: acc_bound must be None or an int in [0, 2^31), got {ab!r}")
     act = attrs.get("act", "none")
     if act not in FUSED_ACTS:
         raise ValueError(f"{op}: act must be one of {list(FUSED_ACTS)}, got {act!r}")
@@ -116,25 +131,48 @@ def _check_fused_act(op: str, attrs) -> None:
     if max(abs(lo), abs(hi)) * 6 * 2 ** f >= 2 ** 31:
         raise ValueError(f"{op}: h * clamp(h + 3, 0, 6) could leave int32 (act_hmin {lo}, act_hmax {hi}, "
                          f"act_frac_bits {f})")
-    mm, ss = attrs["act_multiplier"], attrs["act_shift"]
-    if (isinstance(mm, bool) or not isinstance(mm, int) or isinstance(ss, bool) or not isinstance(ss, int)
-            or not 2 ** 30 <= mm <= 2 ** 31 - 1 or not 1 <= 31 - ss <= 62):
-        raise ValueError(f"{op}: (act_multiplier {mm!r}, act_shift {ss!r}) is not a quantize_multiplier result")
+    ps, mm, rs = attrs["act_pre_shift"], attrs["act_multiplier"], attrs["act_right_shift"]
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (ps, mm, rs)) or not (
+            0 <= ps <= 30 and 1 <= mm <= 2 ** 30 and 1 <= rs <= 31):
+        raise ValueError(f"{op}: act_pre_shift {ps!r} must be in [0, 30], act_multiplier {mm!r} in [1, 2^30], "
+                         f"act_right_shift {rs!r} in [1, 31]")
+    pb = hard_swish_p_bound(attrs)
+    qb = (pb + (1 << ps >> 1)) >> ps
+    if pb + (1 << ps >> 1) >= 2 ** 31 or qb * mm + (1 << (rs - 1)) >= 2 ** 31:
+        raise ValueError(f"{op}: the hard swish's final step could leave int32 (|q| <= {qb}, act_multiplier {mm}, "
+                         f"act_right_shift {rs})")
+
+
+def hard_swish_p_bound(attrs) -> int:
+    """P: the bound of |p| = |h * clamp(h + 3, 0, 6)| (in 2^-2F units) of a fused hard swish."""
+    f = int(attrs["act_frac_bits"])
+    return max(abs(int(attrs["act_hmin"])), abs(int(attrs["act_hmax"]))) * 6 * 2 ** f
+
+
+def hard_swish_tail(h, attrs: dict):
+    """The fused hard swish from the fixed-point pre-activation h (int64 array, already clamped):
+    the output integers (module doc), as an int64 array."""
+    f = int(attrs["act_frac_bits"])
+    t = np.clip(h + 3 * 2 ** f, 0, 6 * 2 ** f)
+    ps, rs = int(attrs["act_pre_shift"]), int(attrs["act_right_shift"])
+    q = (h * t + (1 << ps >> 1)) >> ps
+    y = ((q * int(attrs["act_multiplier"]) + (1 << (rs - 1))) >> rs) + int(attrs["out_zero_point"])
+    return np.clip(y, attrs["qmin"], attrs["qmax"])
 
 
 def _requant_act(acc, attrs: dict, ndim: int):
     """The output of a qconv / qdense accumulator (axis 1 = channels): the requantization, or
     with ``act="hard_swish"`` the fixed-point pre-activation, the integer hard swish and the
-    final requantization (module doc)."""
+    final requantization (module doc). ``acc_bound`` (when set) is checked: the kernels rely on it."""
+    ab = attrs.get("acc_bound")
+    if ab is not None and acc.size and int(np.abs(acc).max()) > ab:
+        raise ValueError(f"accumulator {int(np.abs(acc).max())} exceeds the node's acc_bound {ab}")
     if attrs.get("act", "none") == "none":
         return _requant(acc, attrs["multiplier"], attrs["shift"], attrs["out_zero_point"], attrs["qmin"],
                         attrs["qmax"], attrs["out_dtype"], axis=1, ndim=ndim)
-    f = attrs["act_frac_bits"]
     h = _requant(acc, attrs["multiplier"], attrs["shift"], 0, attrs["act_hmin"], attrs["act_hmax"], "int32",
                  axis=1, ndim=ndim).astype(np.int64)
-    t = np.clip(h + 3 * 2 ** f, 0, 6 * 2 ** f)
-    return _requantize(h * t, np.int64(attrs["act_multiplier"]), np.int64(attrs["act_shift"]),
-                       attrs["out_zero_point"], attrs["qmin"], attrs["qmax"], dtype=attrs["out_dtype"])
+    return hard_swish_tail(h, attrs).astype(attrs["out_dtype"])
 
 
 # -- quantize / dequantize / requantize ------------------------------------------------------------

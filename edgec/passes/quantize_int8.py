@@ -403,9 +403,22 @@ def _hard_swish_attrs(s_y: float, z_y: int, qlo: int, qhi: int, acc_scale: float
     hmax = math.ceil((y_max + 1) * 2 ** f)
     if hmax * 6 * 2 ** f >= 2 ** 31:
         raise NotQuantizable(f"hard swish output range up to {y_max:.3g} is too wide for the fused form")
-    m, sh = _mult(2.0 ** (-2 * f) / (6.0 * s_y))
     return {"act": "hard_swish", "act_frac_bits": f, "act_hmin": -3 * 2 ** f, "act_hmax": hmax,
-            "act_multiplier": int(m), "act_shift": int(sh)}
+            **_hard_swish_final(f, max(3 * 2 ** f, hmax) * 6 * 2 ** f, 2.0 ** (-2 * f) / (6.0 * s_y))}
+
+
+def _hard_swish_final(f: int, p_bound: int, scale: float) -> dict:
+    """The last step of a fused hard swish (edgec/ops/quant.py module doc), y = round(q * M / 2^n)
+    with q = round(p / 2^s) for the real ``scale`` (output units per unit of p, |p| <= p_bound):
+    s makes |q| < 2^16, then the largest right shift n <= 31 whose multiplier M = round(scale *
+    2^(s+n)) keeps |q| * M + 2^(n-1) < 2^31 (M about 15 bits: a relative error below 2^-14)."""
+    ps = max(0, p_bound.bit_length() - 16)
+    qb = (p_bound + (1 << ps >> 1)) >> ps
+    for n in range(31, 0, -1):
+        m = int(round(scale * 2.0 ** (ps + n)))
+        if 1 <= m <= 2 ** 30 and qb * m + (1 << (n - 1)) < 2 ** 31:
+            return {"act_pre_shift": ps, "act_multiplier": m, "act_right_shift": n}
+    raise NotQuantizable(f"hard swish output scale {scale:.3g} has no 32-bit fixed-point form")
 
 
 def _record_accumulator(ctx: _Ctx, qnode: str, value: str) -> None:
@@ -857,6 +870,34 @@ def quantize_int8(graph: Graph, ranges: dict, options: QuantizeOptions | None = 
     if density:     # on the final (bias-corrected) graph
         annotate_input_density(out, calib_feeds)
     return out
+
+
+# -- accumulator bounds ------------------------------------------------------------------------------
+
+def annotate_acc_bounds(graph: Graph) -> int:
+    """Sets ``acc_bound`` on every qconv / qdense whose weights and bias are constants: the
+    largest |acc[c]| = |sum_k x[k] w[c, k] + bias[c]| any input can give (x anywhere in its
+    dtype's range), so that kernels may pre-shift the accumulator (edgec/ops/quant.py module
+    doc). Run on the final graph (after bias correction and weight rounding). Returns how many
+    nodes were annotated."""
+    count = 0
+    for i, n in enumerate(graph.nodes):
+        if n.op not in ("qconv", "qdense") or "acc_bound" not in get_op(n.op).attrs:
+            continue
+        w = graph.values[n.inputs[1]].const
+        b = graph.values[n.inputs[2]].const if len(n.inputs) > 2 and n.inputs[2] else None
+        if w is None or (len(n.inputs) > 2 and n.inputs[2] and b is None):
+            continue
+        lo, hi = qrange(graph.values[n.inputs[0]].dtype)
+        xmax = max(abs(lo), abs(hi))
+        w64 = np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(axis=1) * xmax
+        if b is not None:
+            w64 = w64 + np.abs(b.astype(np.int64).reshape(-1))
+        bound = int(w64.max()) if w64.size else 0
+        if bound < 2 ** 31:
+            graph.nodes[i] = replace(n, attrs={**n.attrs, "acc_bound": bound})
+            count += 1
+    return count
 
 
 # -- input density (sparse-input qdense) -----------------------------------------------------------

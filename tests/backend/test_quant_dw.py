@@ -3,8 +3,11 @@ bit-exact against the numpy reference ``edgec.ops.quant.qconv`` for the benchmar
 (DS-CNN, PP-OCR classifier, MobileNetV2, reduced where the full size only costs build time) and
 edge cases (channel counts that are not a multiple of the lanes, fewer channels than lanes,
 stride 2 and (2, 1), asymmetric padding, dilation, 1-D, batch 2, no bias, int8 activations and
-outputs, per-tensor multipliers, right shifts below 32 that take the int64 epilogue, row bands),
-on the AVX-512 VNNI host target and on the x86_64-avx2 target (run on this host)."""
+outputs, per-tensor multipliers, right shifts below 32 / of exactly 32 / above 32 (the three
+epilogue forms), row bands, even and odd kernel widths (tap pairs with and without a zero
+weight), kernel rows that read the top / bottom padding for some, all or none of the output rows,
+fused hard swish with uint8 and int8 activations), on the AVX-512 VNNI host target and on the
+x86_64-avx2 target (run on this host)."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,23 +25,26 @@ RNG = np.random.default_rng(6606)
 def _dw(id_, c, hw, k, stride=1, pads=None, dil=1, dt="uint8", out="uint8", bias=True, batch=1,
         scale=(2e-4, 4e-3), per_channel=True, small=False, zps=None):
     r = len(hw)
+    ks = tuple(k) if isinstance(k, tuple) else (k,) * r
     # small: pixels near mid-range, weights in [-2, 2], small biases (accumulators of a few
     # hundred, for multipliers >= 0.5, i.e. right shifts n <= 31)
     x = (RNG.integers(120, 136, size=(batch, c, *hw)) if small
          else RNG.integers(*qrange(dt), size=(batch, c, *hw), endpoint=True)).astype(dt)
-    w = RNG.integers(-2, 3, (c, 1) + (k,) * r).astype(np.int8) if small else \
-        RNG.integers(-127, 128, (c, 1) + (k,) * r).astype(np.int8)
+    w = RNG.integers(-2, 3, (c, 1) + ks).astype(np.int8) if small else \
+        RNG.integers(-128, 128, (c, 1) + ks).astype(np.int8)
     b = RNG.integers(-(30 if small else 3000), 30 if small else 3000, c).astype(np.int32) if bias else None
     n_m = c if per_channel else 1
     mults = [quantize_multiplier(float(s)) for s in np.exp(RNG.uniform(np.log(scale[0]), np.log(scale[1]), n_m))]
     lo, hi = qrange(out)
     st = stride if isinstance(stride, tuple) else (stride,) * r
-    attrs = {"strides": st, "pads": pads if pads is not None else ((k - 1) // 2,) * (2 * r),
+    attrs = {"strides": st, "pads": pads if pads is not None else tuple((v - 1) // 2 for v in ks) * 2,
              "dilations": (dil,) * r, "group": c, "x_zero_point": int(RNG.integers(*qrange(dt))),
              "multiplier": tuple(m for m, _ in mults), "shift": tuple(s for _, s in mults),
              "out_zero_point": int(RNG.integers(lo, hi + 1)), "qmin": lo, "qmax": hi, "out_dtype": out}
-    if zps is not None:          # (x zero point, out zero point, qmax): MobileNetV2's ReLU6 clamp
+    if zps is not None:          # (x zero point, out zero point, qmax[, qmin]): MobileNetV2's ReLU6 clamp
         attrs.update(x_zero_point=zps[0], out_zero_point=zps[1], qmax=zps[2])
+        if len(zps) > 3:
+            attrs.update(qmin=zps[3])
     if small and b is not None:  # the zero-point correction folded into the bias, as the pass does
         b = (b - attrs["x_zero_point"] * w.reshape(c, -1).sum(axis=1)).astype(np.int32)
     return Case(id_, "qconv", attrs, [x, w, b])
@@ -67,23 +73,57 @@ CASES = [
     _dw("shift_below_32", 20, (5, 6), 3, scale=(0.6, 3.0), small=True, zps=(128, 128, 255)),  # n <= 31
     _dw("shift_below_32_tensor", 8, (4, 4), 3, scale=(1.5, 1.5), per_channel=False, small=True,
         zps=(128, 100, 255)),
+    _dw("shift_32", 24, (6, 9), 3, scale=(0.26, 0.49), small=True, zps=(128, 128, 255)),   # n = 32 exactly
+    _dw("relu_qmin_above_zp", 32, (7, 12), 3, zps=(17, 3, 250, 10)),        # a clamp above the zero point
+    # tap pairs: even kernel widths (no zero weight), a 7-wide kernel, dilation with int8 pixels
+    _dw("k3x2_even", 20, (7, 11), (3, 2), pads=(1, 0, 1, 1)),
+    _dw("k3x7_odd_19c", 19, (5, 30), (3, 7), pads=(1, 3, 1, 3)),
+    _dw("i8_5x5_dil2_s2", 20, (11, 23), 5, stride=2, dil=2, pads=(4, 4, 4, 4), dt="int8", out="int8"),
+    _dw("i8_k4_s21", 16, (8, 21), (4, 4), stride=(2, 1), pads=(2, 1, 1, 2), dt="int8"),
+    _dw("conv1d_k4_s2", 40, (28,), 4, stride=2, pads=(1, 2)),
+    # kernel rows in the top / bottom padding: of every output row (1-row input), of some (int8
+    # pixels with a negative zero point: the padding pairs)
+    _dw("rows_h1_all_pad", 48, (1, 40), 3),
+    _dw("rows_i8_pad", 24, (2, 30), 5, dt="int8", zps=(-37, 0, 127)),
+    # multipliers of 64-200 (right shifts of 23-25) to an int32 output: with the acc_bound, the
+    # pre-shift would be 9-10 (weights beyond int16 once shifted): the plain form
+    _dw("big_mult_i32", 16, (5, 7), 3, out="int32", scale=(64, 200), small=True, zps=(128, 0, 2 ** 31 - 1)),
 ]
 
 
-def _hswish(id_, c, hw, k, stride=1):
+def _hswish(id_, c, hw, k, stride=1, dt="uint8", hi32=False):
     """A depthwise conv with a fused hard swish (PP-OCR's), attributes as the quantization pass
-    makes them (tests/backend/test_quant_hard_swish.py)."""
+    makes them (tests/backend/test_quant_hard_swish.py; ``hi32``: first-step right shifts >= 33)."""
     from .test_quant_hard_swish import _act_attrs
-    x = RNG.integers(0, 256, size=(1, c, *hw)).astype(np.uint8)
+    x = RNG.integers(*qrange(dt), size=(1, c, *hw), endpoint=True).astype(dt)
     w = RNG.integers(-127, 128, (c, 1, k, k)).astype(np.int8)
     b = RNG.integers(-2000, 2000, c).astype(np.int32)
     st = stride if isinstance(stride, tuple) else (stride, stride)
     base = {"strides": st, "pads": ((k - 1) // 2,) * 4, "dilations": (1, 1), "group": c,
-            "x_zero_point": int(RNG.integers(0, 256))}
-    return Case(id_, "qconv", _act_attrs("qconv", [x, w, b], base)[0], [x, w, b])
+            "x_zero_point": int(RNG.integers(*qrange(dt)))}
+    return Case(id_, "qconv", _act_attrs("qconv", [x, w, b], base, hi32=hi32)[0], [x, w, b])
 
 
-CASES += [_hswish("hswish_ocr_200c", 200, (2, 96), 5), _hswish("hswish_s21_104c", 104, (3, 24), 5, stride=(2, 1))]
+CASES += [_hswish("hswish_ocr_200c", 200, (2, 96), 5), _hswish("hswish_s21_104c", 104, (3, 24), 5, stride=(2, 1)),
+          _hswish("hswish_i8_3x3_19c", 19, (6, 10), 3, dt="int8"),
+          _hswish("hswish_i8_hi32", 40, (3, 20), 5, dt="int8", hi32=True)]
+
+
+def _bounded(case):
+    """The case with the ``acc_bound`` the compiler sets (quantize_int8.annotate_acc_bounds: the
+    largest |acc| any input gives): right shifts below 33 then run as ``acc << k`` with n + k."""
+    x, w, b = case.inputs
+    lo, hi = qrange(str(x.dtype))
+    bound = np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(axis=1) * max(abs(lo), abs(hi))
+    if b is not None:
+        bound = bound + np.abs(b.astype(np.int64))
+    return Case(case.id + "_bound", case.op, dict(case.attrs, acc_bound=int(bound.max())), case.inputs)
+
+
+# bounded: the bias in the accumulators' initial value, acc << k from weights shifted by k (k = 0,
+# 1, 3 here; 10 for big_mult_i32: the plain form)
+CASES += [_bounded(c) for c in CASES if c.id in ("hswish_ocr_200c", "hswish_i8_3x3_19c", "shift_32", "dscnn_64c_25x5",
+                                                  "big_mult_i32")]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +139,8 @@ def test_bit_exact(runner, case):
 
 BY_ID = {c.id: c for c in CASES}
 AVX2_CASES = [BY_ID[i] for i in ("dscnn_64c_25x5", "ocr_5x5_s21_104c", "mb_relu6_zp0_s2", "i8_in_i8_out",
-                                 "shift_below_32", "hswish_s21_104c")]
+                                 "shift_below_32", "shift_32", "hswish_s21_104c", "hswish_i8_hi32", "k3x2_even",
+                                 "i8_5x5_dil2_s2", "rows_i8_pad", "hswish_ocr_200c_bound", "shift_32_bound")]
 
 
 def test_bit_exact_avx2_target(tmp_path):
@@ -153,9 +194,11 @@ def test_dispatch():
 
 
 def test_path_and_instructions():
-    """uint8 taps on vpdpwssds (VNNI) / vpmaddwd (AVX2), 512-bit vs 256-bit lanes, the register
-    transposes (punpck) and the 32 x 32 -> 64-bit products (vpmuldq) of the epilogue; int8
-    activations multiply in int32 (vpmulld)."""
+    """Tap pairs on vpdpwssds (VNNI) / vpmaddwd (AVX2) for uint8 and int8 activations, 512-bit vs
+    256-bit lanes, the register transposes (punpck), the epilogue's unsigned 32 x 32 -> 64-bit
+    products (vpmuludq, right shifts >= 33) or signed ones (vpmuldq, shifts below 33); a 5x5 kernel
+    takes 15 pair instructions per pixel (5 rows x 3 pairs), not 25, fewer for the rows in the
+    padding."""
     from edgec.backend.kernels.quant_dw import dwconv_lanes_fits
     from edgec.backend.kernels.quant_isa import target_isa
     from edgec.targets import load_target
@@ -163,11 +206,27 @@ def test_path_and_instructions():
     if vnni is None or vnni.name != "vnni":
         pytest.skip("the x86_64 target has no VNNI ISA here")
     a = _asm(_spec(BY_ID["dscnn_64c_25x5"], "x86_64"))
-    assert "vpdpwssds" in a and "vpmuldq" in a and "punpcklbw" in a and "zmm" in a
+    assert "vpdpwssds" in a and "vpmuludq" in a and "punpcklbw" in a and "zmm" in a
     a2 = _asm(_spec(BY_ID["dscnn_64c_25x5"], "x86_64-avx2"))
-    assert "vpmaddwd" in a2 and "vpmuldq" in a2 and "zmm" not in a2 and "vpdpwssd" not in a2
+    assert "vpmaddwd" in a2 and "vpmuludq" in a2 and "zmm" not in a2 and "vpdpwssd" not in a2
     i8 = _asm(_spec(BY_ID["i8_in_i8_out"], "x86_64"))
-    assert "vpmulld" in i8 and "vpdpwssds" not in i8
+    assert "vpdpwssds" in i8 and "vpmulld" not in i8
+    # a fused ReLU (qmin >= zero point): products of max(acc, 0), no sign (vpabsd) to put back
+    relu = _asm(_spec(BY_ID["mb_relu6_zp0_s2"], "x86_64"))
+    assert "vpmuludq" in relu and "vpabsd" not in relu and "vpabsd" in a
+    lo = _asm(_spec(BY_ID["shift_32"], "x86_64"))
+    assert "vpmuldq" in lo and "vpmuludq" not in lo
+    # the same with the compiler's acc_bound: acc << k, the unsigned 32-bit form
+    lo = _asm(_spec(BY_ID["shift_32_bound"], "x86_64"))
+    assert "vpmuludq" in lo and "vpmuldq" not in lo
+    # 5x5 on tiles of 8 pixels: a kernel row's taps are 3 pairs x 8 = 24 instructions, its
+    # padding-row form 3 (pack(zp, zp) times the weight pairs). 3 input rows to 2 output rows at
+    # stride 2: row 2 is always inside (taps), rows 0, 1, 3, 4 are inside for one output row (both
+    # forms); PP-OCR's 2 input rows: rows 0 and 4 are always padding, 1 and 3 both, 2 taps
+    k5 = _asm(_spec(BY_ID["ocr_5x5_s21_104c"], "x86_64"))
+    assert k5.count("vpdpwssds") == 24 + 4 * (24 + 3)
+    k5 = _asm(_spec(BY_ID["ocr_5x5_200c_2x96"], "x86_64"))
+    assert k5.count("vpdpwssds") == 2 * 3 + 2 * (24 + 3) + 24
     # no lanes kernel where the dispatch must not take it: generic/aarch64 (no x86 ISA), groups
     # other than the channel count, an unsupported activation dtype
     assert not dwconv_lanes_fits(None, "uint8", 16, 16, 16, 2)

@@ -7,7 +7,9 @@ reference of edgec/ops/quant.py, on the VNNI host target and on x86_64-avx2:
   for n in [31, 32] (int32 clamp) and n < 31 (the general one);
 - width-tap groups (``quant_conv.conv_isa_taps``: G consecutive (channel, width tap) pairs per
   dot instruction when the channels are fewer than G), e.g. DS-CNN's 1-channel 10x4 stride-2
-  first conv;
+  first conv, whose weights VNNI reads in place (no per-call packing);
+- the flat input interleave of 1x1 stride-1 convs (one unconditional copy loop, the padded
+  positions filled apart);
 - the benchmark shapes of the issue (MobileNetV2 / PP-OCR / DS-CNN pointwise convs, reduced in
   size where they are large), odd channel counts, strides, paddings, dilations, 1-D, batch 2,
   per-tensor multipliers, clamps, int8 outputs, multiplier 0, and accumulators at the ends of
@@ -97,6 +99,13 @@ CASES = [
           bias_vals=np.array([2 ** 31 - 10 ** 6, -2 ** 31 + 10 ** 6, 2 ** 30, -2 ** 30], np.int32), zp=100),
     _extreme_case(),
     _extreme_case("extreme_acc_n31", (0, -31, -30, -1, -3, -29)),     # n = 31 present: the int64 form
+    # (drawn last: the cases above keep their random draws)
+    # one channel of 4 width taps: the weights read in place on VNNI (2-D and 1-D)
+    _conv("taps_c1_k5x4", (1, 1, 20, 12), (16, 1, 5, 4), (1, 2), (2, 1, 2, 2), per_channel=False),
+    _conv("taps_1d_c1_k4", (2, 1, 50), (8, 1, 4), (2,), (1, 2)),
+    # the flat (unsplit) interleave of 1x1 convs: 1-D, batch 2, positions padded to the tile
+    _conv("pw_flat_1d", (2, 8, 37), (12, 8, 1), (1,), (0, 0)),
+    _conv("pw_flat_b2", (2, 12, 7, 9), (20, 12, 1, 1), (1, 1), (0, 0, 0, 0), clamp=(0, 255), zp=0),
 ]
 
 
@@ -155,7 +164,20 @@ def test_paths_chosen():
     assert "mulhi" in text and "edgec_mulhi" not in text      # tensorized: the intrinsic's body is inlined
     first = next(c for c in CASES if c.id == "dscnn_first_taps")
     text = _kernel(first, "x86_64")[1].script()
-    assert 'wpk = T.sblock_alloc_buffer((64, 1, 10, 4), "int8")' in text
+    # VNNI: [64, 1, 10, 4] is the packed layout already, read in place (no per-call copy);
+    # AVX2 widens the weights to int16 pairs: [64, 2, 10, 2]
+    assert "wpk" not in text and "xq" in text
+    assert 'wpk = T.sblock_alloc_buffer((64, 2, 10, 2), "int16")' in _kernel(first, "x86_64-avx2")[1].script()
+    # 1x1, stride 1, no padding: the interleave copy is one loop over positions [0, H*W) whose
+    # condition folds away once lowered; [H*W, 128) gets the zero point in a loop of its own
+    pw64 = next(c for c in CASES if c.id == "dscnn_pw64")
+    spec, func = _kernel(pw64, "x86_64")
+    assert 'sblock("xq_f0_partition")' in func.script()
+    from edgec.backend.build import _lower
+    low = _lower(func, "k", spec.target.tvm_target())[0].script()
+    copies = [ln for ln in low.splitlines() if ln.strip().startswith("xq[")]
+    assert copies and not any("if_then_else" in ln for ln in copies)
+    assert any("x_1[" in ln for ln in copies) and any(ln.strip().endswith("= T.uint8(131)") for ln in copies)
     # the int64 forms where a shift is below 33
     for id_ in ("req_n31_n32", "req_scale_gt1"):
         assert "mulhi" not in _kernel(next(c for c in CASES if c.id == id_), "x86_64")[1].script()

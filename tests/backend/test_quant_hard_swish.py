@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgec.ir import ops as irops
-from edgec.passes.quantize_int8 import _hard_swish_attrs
+from edgec.passes.quantize_int8 import _hard_swish_attrs, _hard_swish_final
 from edgec.quant.qmath import quantize_multiplier, qrange
 
 from ._harness import Case, build_cases, check
@@ -38,9 +38,9 @@ def _act_attrs(op, inputs, base, out="uint8", hi32=False):
         # fewer fraction bits, so that every first-step multiplier is below 1/8 (right shifts >= 33):
         # the kernels' 32-bit multiply-high form (the pass does this down to HSWISH_MIN_FRAC_BITS)
         f = min(act["act_frac_bits"], int(np.floor(np.log2(0.124 / real.max()))))
-        m2, sh2 = quantize_multiplier(2.0 ** (-2 * f) / (6.0 * s_y))
-        act = dict(act, act_frac_bits=f, act_hmin=-3 * 2 ** f, act_hmax=int(np.ceil((act["act_hmax"] / 2 **
-                   act["act_frac_bits"]) * 2 ** f)), act_multiplier=int(m2), act_shift=int(sh2))
+        hmax = int(np.ceil((act["act_hmax"] / 2 ** act["act_frac_bits"]) * 2 ** f))
+        act = dict(act, act_frac_bits=f, act_hmin=-3 * 2 ** f, act_hmax=hmax,
+                   **_hard_swish_final(f, max(3 * 2 ** f, hmax) * 6 * 2 ** f, 2.0 ** (-2 * f) / (6.0 * s_y)))
     mults = [quantize_multiplier(float(r) * 2.0 ** act["act_frac_bits"]) for r in real]
     return dict(base, multiplier=tuple(m for m, _ in mults), shift=tuple(s for _, s in mults),
                 out_zero_point=z_y, qmin=lo, qmax=hi, out_dtype=out, **act), real, s_y, z_y
@@ -110,7 +110,11 @@ def test_act_attribute_validation():
            ({"act_hmax": case.attrs["act_hmin"]}, "act_hmin < act_hmax"),
            ({"act_frac_bits": 30}, "act_frac_bits"),
            ({"act_hmax": 2 ** 26}, "could leave int32"),
-           ({"act_multiplier": 5}, "quantize_multiplier")]
+           ({"act_multiplier": 0}, "act_multiplier"),
+           ({"act_right_shift": 0}, "act_right_shift"),
+           ({"act_pre_shift": 31}, "act_pre_shift"),
+           ({"act_multiplier": 2 ** 20}, "final step could leave int32"),
+           ({"act_pre_shift": 0}, "final step could leave int32")]
     from edgec.ir.graph import Value
     ins = [Value(f"i{k}", str(a.dtype), a.shape) for k, a in enumerate(case.inputs)]
     for change, msg in bad:
@@ -127,3 +131,24 @@ def runner(request, tmp_path_factory):
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bit_exact(runner, case):
     check(case, runner.run(case))
+
+
+@pytest.mark.parametrize("s_y,z_y,out", [(0.01, 37, "uint8"), (9.375 / 255, 10, "uint8"), (0.1, 4, "uint8"),
+                                         (0.5, 1, "uint8"), (0.05, -120, "int8")])
+def test_final_step_within_a_hundredth_of_a_quantum(s_y, z_y, out):
+    """The last step (q = p >> s rounded, one 32-bit multiply and shift) against the real value
+    h * t / (6 s_y 2^2F) over EVERY pre-activation h the attributes allow: never more than 0.51
+    of a quantum away (exact rounding: 0.5), and on the nearest integer for 99 % of them or more."""
+    from edgec.ops.quant import hard_swish_tail
+    lo, hi = qrange(out)
+    a = dict(_hard_swish_attrs(s_y, z_y, lo, hi, 0.0005), out_zero_point=z_y, qmin=lo, qmax=hi)
+    f = a["act_frac_bits"]
+    h = np.arange(a["act_hmin"], a["act_hmax"] + 1, dtype=np.int64)
+    t = np.clip(h + 3 * 2 ** f, 0, 6 * 2 ** f)
+    ideal = h.astype(np.float64) * t / (6.0 * s_y * 2.0 ** (2 * f)) + z_y
+    got = hard_swish_tail(h, a)
+    inside = (ideal > lo) & (ideal < hi)
+    err = np.abs(got[inside] - ideal[inside])
+    assert err.max() <= 0.51, err.max()
+    assert np.mean(got[inside] == np.round(ideal[inside])) > 0.99
+    assert (got[ideal <= lo] == lo).all() and (got[ideal >= hi] == hi).all()

@@ -48,6 +48,7 @@ from .matrix import DENSE_GEMM_MIN_ROWS, _bcast_index
 from .nn import conv_problem
 from .quant_conv import conv_isa, conv_isa_fits, dense_gemv_fits, dense_gemv_isa, dense_isa, matmul_isa
 from .quant_dw import dwconv_lanes, dwconv_lanes_fits
+from .quant_dw_rows import dwconv_rows, dwconv_rows_fits
 from .quant_isa import target_isa
 from .quant_lut import lut_vector_bytes, qlut_shuffle
 from .registry import KernelSpec, kernel
@@ -202,20 +203,33 @@ def _hard_swish_requant(acc, m, n, attrs):
     return _hard_swish_tail(h, attrs)
 
 
-def _hard_swish_tail(h, attrs):
-    """From the fixed-point pre-activation h (int32): t = clamp(h + 3, 0, 6), p = h * t, and the
-    final requantization of p (one rounding)."""
+def _hard_swish_tail(h, attrs, lanes: int = 1):
+    """From the fixed-point pre-activation h (int32): t = clamp(h + 3, 0, 6), p = h * t, then the
+    final step in int32 lanes (edgec/ops/quant.py ``hard_swish_tail``): q = (p + 2^(s-1)) >> s,
+    y = (q * M + 2^(n-1)) >> n, clamped, + zero point. The attributes' checks guarantee that no
+    step leaves int32 (one 32-bit multiply, no 64-bit product). ``lanes`` > 1: h is an int32 vector
+    of that many lanes (written TIR, quant_dw) and so is the result."""
+    if lanes > 1:
+        i32 = lambda v: tir.Broadcast(tir.const(int(v), "int32"), lanes)  # noqa: E731
+    else:
+        i32 = lambda v: tir.const(int(v), "int32")  # noqa: E731
     f = int(attrs["act_frac_bits"])
-    t = tir.max(tir.min(h + tir.const(3 << f, "int32"), tir.const(6 << f, "int32")), tir.const(0, "int32"))
-    m2, n2 = int(attrs["act_multiplier"]), 31 - int(attrs["act_shift"])
+    t = tir.max(tir.min(h + i32(3 << f), i32(6 << f)), i32(0))
+    ps, mm, rs = int(attrs["act_pre_shift"]), int(attrs["act_multiplier"]), int(attrs["act_right_shift"])
+    q = h * t
+    if ps:
+        q = tir.shift_right(q + i32(1 << (ps - 1)), i32(ps))
+    r = tir.shift_right(q * i32(mm) + i32(1 << (rs - 1)), i32(rs))
     zp, qmin, qmax, dt = int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), str(attrs["out_dtype"])
-    if 33 <= n2 <= 63:
-        return requant_hi32(h * t, m2, n2, zp, qmin, qmax, dt)
-    return requant_expr(h * t, m2, n2, zp, qmin, qmax, dt, narrow=n2 >= 31)
+    r = tir.max(tir.min(r, i32(qmax - zp)), i32(qmin - zp))
+    r = r + i32(zp)
+    return tir.Cast(f"{dt}x{lanes}", r) if lanes > 1 else cast(r, dt)
 
 
-def _hi32_finish(hi, neg, attrs, idx, tables):
+def _hi32_finish(hi, neg, attrs, idx, tables, pre: int = 0):
     n = tables[1][idx] if tables is not None else _req_params(attrs, idx)[1]
+    if pre:
+        n = n + pre if isinstance(n, int) else n + tir.const(pre, dtype_of(n))
     if attrs.get("act", "none") == "hard_swish":
         # the multiply-high gives the fixed-point pre-activation h, then the hard swish
         h = hi32_finish(hi, neg, n, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), "int32")
@@ -228,6 +242,21 @@ def _hi32_ok(attrs) -> bool:
     """Every right shift n = 31 - shift is in [33, 63] (``requant_hi32``; with a fused hard swish,
     the shifts of its first step, to the fixed-point pre-activation)."""
     return all(33 <= 31 - int(v) <= 63 for v in _tuple(attrs["shift"])) and _clamp_i32_ok(attrs)
+
+
+def _acc_pre_shift(attrs) -> int:
+    """k > 0 when the node's ``acc_bound`` lets ``requant_hi32`` run on ``acc << k`` with right
+    shifts ``n + k`` (the smallest n + k is 33, the largest at most 63, |acc| * 2^k < 2^31); these
+    are the reference's bits: (acc 2^k m + 2^(n+k-1) - [acc < 0]) >> (n + k) =
+    (acc m + 2^(n-1) - [acc < 0]) >> n. 0 otherwise (no bound, shifts already >= 33)."""
+    bound = attrs.get("acc_bound")
+    ns = [31 - int(v) for v in _tuple(attrs["shift"])]
+    if bound is None or min(ns) >= 33 or not _clamp_i32_ok(attrs):
+        return 0
+    k = 33 - min(ns)
+    if max(ns) + k > 63 or (int(bound) << k) >= 2 ** 31:
+        return 0
+    return k
 
 
 def _hi32_low_clamp(attrs) -> bool:
@@ -451,11 +480,77 @@ def _qrange(dtype: str) -> tuple[int, int]:
 
 @kernel("qmul")
 def qmul(spec: KernelSpec):
-    """(a - za) * (b - zb) is at most 255 * 255 (8-bit inputs): an int32 product, widened only for
-    the requantization multiply."""
+    """(a - za) * (b - zb) is at most 255 * 255 (8-bit inputs): an int32 product, requantized in
+    32-bit lanes where the shift allows (``_requant_node(narrow=True)``, the same bits). A side
+    broadcast over trailing axes (a squeeze-excitation gate [N, C, 1, 1] times the feature map
+    [N, C, H, W]) runs as rows (``_qmul_rows``)."""
     a = spec.attrs
     za, zb = tir.const(int(a["a_zero_point"]), "int32"), tir.const(int(a["b_zero_point"]), "int32")
-    return pointwise(spec, ["a", "b"], lambda x, y: _requant_node((cast(x, "int32") - za) * (cast(y, "int32") - zb), a))
+    eight = all(t.dtype in ("uint8", "int8") for t in spec.inputs)
+
+    def body(x, y):
+        return _requant_node((cast(x, "int32") - za) * (cast(y, "int32") - zb), a, narrow=eight)
+    split = _row_broadcast(spec)
+    if split is not None:
+        return _qmul_rows(spec, split, body)
+    return pointwise(spec, ["a", "b"], body)
+
+
+def _row_broadcast(spec: KernelSpec):
+    """(rows, cols, full input index) when one input has the output's shape and the other the
+    output's leading axes up to some axis and ones after it (cols = the product of those trailing
+    axes, at least 16): e.g. [1, C, H, W] and [1, C, 1, 1]. None otherwise."""
+    oshape = tuple(int(d) for d in spec.outputs[0].shape)
+    shapes = [tuple(int(d) for d in t.shape) for t in spec.inputs]
+    if len(shapes) != 2:
+        return None
+    for full, part in ((0, 1), (1, 0)):
+        if shapes[full] != oshape or len(shapes[part]) != len(oshape):
+            continue
+        k = len(oshape)
+        while k > 0 and shapes[part][k - 1] == 1:
+            k -= 1
+        if k == len(oshape) or shapes[part][:k] != oshape[:k]:
+            continue
+        rows = cols = 1
+        for d in oshape[:k]:
+            rows *= d
+        for d in oshape[k:]:
+            cols *= d
+        if cols >= 16:
+            return rows, cols, full
+    return None
+
+
+def _qmul_rows(spec: KernelSpec, split, body):
+    """y[r, j] = body(a[r, j], b[r]) (or the sides swapped): the broadcast value is loaded once per
+    row, the row is vectorized (16-lane blocks and LLVM's loop vectorizer for a tail), rows split
+    across threads when the output is large. The flat pointwise form decomposes every lane's flat
+    index to find its row (a gather per vector)."""
+    from .common import PARALLEL_MIN_ELEMS
+    from .elementwise import flat_prim_func
+    rows, cols, full = split
+    names = ("a", "b")
+    big = te.placeholder((rows, cols), spec.inputs[full].dtype, name=names[full])
+    small = te.placeholder((rows,), spec.inputs[1 - full].dtype, name=names[1 - full])
+    odt = str(spec.outputs[0].dtype)
+
+    def f(r, j):
+        v = body(big[r, j], small[r]) if full == 0 else body(small[r], big[r, j])
+        return v if dtype_of(v) == odt else cast(v, odt)
+    y = te.compute((rows, cols), f, name="y")
+    ins = [big, small] if full == 0 else [small, big]
+    shapes = [tuple(int(d) for d in t.shape) for t in spec.inputs] + [tuple(int(d) for d in spec.outputs[0].shape)]
+
+    def schedule(sch, spec_) -> None:
+        blk = sch.get_sblock("y")
+        r, j = sch.get_loops(blk)
+        if cols % 16 == 0:
+            _, ji = sch.split(j, [None, 16])
+            sch.vectorize(ji)
+        if rows * cols >= PARALLEL_MIN_ELEMS and rows >= 2:
+            sch.parallel(r)
+    return flat_prim_func(spec, ins, [y], shapes, schedule)
 
 
 # -- qlut ------------------------------------------------------------------------------------------
@@ -642,14 +737,23 @@ def qconv(spec: KernelSpec):
         # the bias is added to the int32 accumulator (the reference's acc + bias fits int32),
         # the requantization in 32-bit lanes where the shifts allow it
         hi32 = None
-        if _hi32_ok(attrs):
+        pre = 0 if _hi32_ok(attrs) else _acc_pre_shift(attrs)
+        if _hi32_ok(attrs) or pre:
             # the multiply-high on its tensor intrinsic reads the multiplier from a table,
-            # also when one multiplier serves every channel
+            # also when one multiplier serves every channel; with ``pre`` > 0 it multiplies
+            # acc * 2^pre and every right shift grows by pre (the same bits, acc_bound)
             if tables is None:
                 tables = _req_tables(attrs, oc, force=True)
-            hi32 = (tables[0], lambda hi, neg, o: _hi32_finish(hi, neg, attrs, o, tables), _hi32_low_clamp(attrs))
+            hi32 = (tables[0], lambda hi, neg, o: _hi32_finish(hi, neg, attrs, o, tables, pre),
+                    _hi32_low_clamp(attrs), pre)
         out, sched = conv_isa(isa, x, w, b, attrs, out_shape,
                               lambda acc, o: _requant_node(acc, attrs, o, tables, narrow=True), hi32)
+    elif dwconv_rows_fits(isa, str(x.dtype), int(attrs.get("group", 1)), int(x.shape[1]), oc, rank,
+                          int(w.shape[2]), int(w.shape[-1]), attrs["strides"], out_shape[-1], attrs["dilations"],
+                          str(attrs["out_dtype"]), str(attrs.get("act", "none")), out_shape[-2],
+                          min(31 - int(v) for v in _tuple(attrs["shift"]))):
+        # large depthwise planes: width in the lanes, 4 taps per vpdpbusd (quant_dw_rows)
+        out, sched = dwconv_rows(isa, x, w, b, attrs, out_shape, tables, epi)
     elif dwconv_lanes_fits(isa, str(x.dtype), int(attrs.get("group", 1)), int(x.shape[1]), oc, rank,
                            int(w.shape[-1]), out_shape[-1], str(attrs.get("act", "none"))):
         out, sched = dwconv_lanes(isa, x, w, b, attrs, out_shape, tables, epi)

@@ -27,10 +27,14 @@ output pixel (oh, ow) is computed at flattened position ``p = oh * Wq + ow`` and
 reads ``xq[.., plane(kh, kw), p + (kh*DH//SH)*Wq + (kw*DW)//SW, :]``: for every tap, L
 consecutive output positions read L*G contiguous bytes, whatever the kernel size, stride or
 dilation. Positions with ``ow >= OW`` (the Wq - OW columns between rows) are computed and
-dropped: waste (KW-1)/Wq of the lanes for a stride-1 KxK conv, none for 1x1. Weights are packed
-per call into [ceil(O/mr)*mr, C/G, KH, KW, G] (zero for padded channels). The register tile is
-mr output channels x nw vectors of L positions; per step nw vector loads, mr broadcasts, mr*nw
-dot instructions. Per tile of nw*L positions the accumulators stay in registers (the tile is
+dropped: waste (KW-1)/Wq of the lanes for a stride-1 KxK conv, none for 1x1. A 1x1 stride-1
+conv without padding on whole groups of channels copies ``xq`` as one loop over the flat
+positions (a G-way byte interleave LLVM vectorizes), partitioned at H*W from the zero-point fill
+of the positions that pad the last tile. Weights are packed per call into
+[ceil(O/mr)*mr, C/G, KH, KW, G] (zero for padded channels); a one-channel width-tap conv with
+KW = G (DS-CNN's first conv) reads its int8 weights in place ([O, 1, KH, G] is that layout).
+The register tile is mr output channels x nw vectors of L positions; per step nw vector loads,
+mr broadcasts, mr*nw dot instructions. Per tile of nw*L positions the accumulators stay in registers (the tile is
 kept under 1 KiB) and are requantized right after the reduction (bias added in int32, the
 32-bit multiply-high form of quant.requant_hi32 on the ``quant_isa.mulhi_intrin`` intrinsic
 where the shifts allow it) into the bytes of one channel tile, then copied into the NCHW
@@ -266,13 +270,48 @@ def dense_gemv_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor,
 
 
 # -- conv ------------------------------------------------------------------------------------------
+# the flat 1x1 input copy and the in-place weights of one-channel width-tap convs (conv_isa);
+# False restores the row-split copy / the packed weights (same bits; for measurements)
+FLAT_PACK = True
+DIRECT_W = True
+
+
 def conv_isa_fits(x_dtype: str, groups: int, rank: int) -> bool:
     return x_dtype == "uint8" and groups == 1 and rank in (1, 2)
 
 
-def _rank_tiles(isa: Isa, oc: int, positions: int, steps: int) -> list[tuple[int, int]]:
+def _rank_tiles(isa: Isa, oc: int, positions: int, steps: int, taps: bool = False,
+                wide_epilogue: bool = False) -> list[tuple[int, int]]:
     """Register tiles (mr, nw), least estimated cycles first: tiles x steps x (max(dot instructions
-    / 2, loads) + 1) + stores. The first is the default; ``edgec tune`` measures the others."""
+    / 2, loads) + 1) + stores. The first is the default; ``edgec tune`` measures the others.
+    Width-tap layouts whose positions fit 8 vectors (7..8) with few steps put (1, all vectors)
+    first: one channel per tile, one position tile (measured on Zen 4, DS-CNN's first conv, 125
+    positions x 10 steps: 2.6 us against 2.9 us for the cost model's (4, 2)). ``wide_epilogue``
+    (the requantization runs in int64 lanes: no multiply-high form, e.g. PP-OCR's fused hard
+    swish at 12 fraction bits) with at most 8 steps on VNNI puts (1, 6) first where that pads
+    the positions by at most 12 %."""
+    L = isa.lanes
+    nvec = -(-positions // L)
+    first = None
+    if taps and steps <= 16 and 6 < nvec <= 8 and nvec <= isa.max_acc:
+        first = (1, nvec)
+    elif (wide_epilogue and not taps and L == 16 and steps <= 8
+          and _ceil_to(positions, 6 * L) <= 1.12 * positions):
+        # few reduction steps (C <= 32 on a 1x1) and the int64-lane requantization: it dominates
+        # the tile and holds more per-channel constants, so one channel x 6 vectors beats the
+        # cost model's choice (measured on Zen 4 in the PP-OCR model: the 32->200 pointwise
+        # convs with the fused hard swish 3-7 % faster in two runs, 16->88 / 16->104 0-8 %).
+        # With the multiply-high form (MobileNetV2's ReLU6 expand convs) it did not help:
+        # 24->144 on 56x56 9 % slower, 16->96 on 112x112 unchanged
+        first = (1, 6)
+    ranked = _cost_ranked(isa, oc, positions, steps)
+    if first is None:
+        return ranked
+    return [first] + [t for t in ranked if t != first]
+
+
+def _cost_ranked(isa: Isa, oc: int, positions: int, steps: int) -> list[tuple[int, int]]:
+    """``_rank_tiles``' cost model alone."""
     L = isa.lanes
     cands = []
     for nw in range(1, 7):
@@ -300,10 +339,11 @@ def _rank_tiles(isa: Isa, oc: int, positions: int, steps: int) -> list[tuple[int
     return [c[2] for c in cands] or [(1, 1)]
 
 
-def _choose_tile(isa: Isa, oc: int, positions: int, steps: int, top: int = 8) -> tuple[int, int]:
+def _choose_tile(isa: Isa, oc: int, positions: int, steps: int, top: int = 8, taps: bool = False,
+                 wide_epilogue: bool = False) -> tuple[int, int]:
     """The register tile: the cost model's best, or the measured choice of ``edgec tune`` among the
     ``top`` best (edgec.backend.tuning)."""
-    return tunable("tile", _rank_tiles(isa, oc, positions, steps)[:top])
+    return tunable("tile", _rank_tiles(isa, oc, positions, steps, taps, wide_epilogue)[:top])
 
 
 def conv_isa_taps(c: int, kw: int, isa: Isa) -> bool:
@@ -319,8 +359,9 @@ def conv_isa_taps(c: int, kw: int, isa: Isa) -> bool:
 def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs, out_shape,
              requant: Callable, hi32=None):
     """``requant(acc, oc)`` -> output value, ``acc`` the int32 accumulator with the bias already
-    added (int32). ``hi32 = (m_table, finish, low_clamp)``: the requantization as
-    ``quant.requant_hi32`` in three steps, |acc| as uint32, its multiply-high by the channel's
+    added (int32). ``hi32 = (m_table, finish, low_clamp, pre)``: the requantization as
+    ``quant.requant_hi32`` in three steps, |acc << pre| as uint32 (``pre`` > 0: the node's
+    ``acc_bound`` allows it, quant.py ``_acc_pre_shift``), its multiply-high by the channel's
     multiplier (``m_table[oc]``, int32) on the ``quant_isa.mulhi_intrin`` tensor intrinsic, then
     ``finish(hi, acc < 0, oc)``; ``low_clamp``: negative accumulators all clamp to qmin, then
     max(acc, 0) replaces |acc| and ``finish`` gets None for the sign. Returns (out, schedule)."""
@@ -361,11 +402,15 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
         wq = ow + ((kw - 1) * dw) // sw
         steps = c4 * kh * kw
     positions = oh * wq
-    mr, nw = _choose_tile(isa, oc, positions, steps)
+    mr, nw = _choose_tile(isa, oc, positions, steps, taps=taps, wide_epilogue=hi32 is None)
     ocp = _ceil_to(oc, mr)
     pp = _ceil_to(positions, nw * L)
     maxoff = (((kh - 1) * dh) // sh) * wq + (0 if taps else ((kw - 1) * dw) // sw)
     fh = -(-(pp + maxoff) // wq)
+
+    # the flat copy (1x1, stride 1, no padding, whole channel groups; FLAT_PACK switches it off)
+    flat = (FLAT_PACK and not taps and kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0
+            and c % G == 0 and oh == h and ow == wd)
 
     def inside(row, col):
         return [row >= 0, row < h, col >= 0, col < wd]
@@ -381,6 +426,17 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
             src = (nn, tir.min(ch, c - 1)) + ((row, col) if r == 2 else (col,))
             return tir.if_then_else(tir.all(*conds), x[src], tir.const(zp, "uint8"))
         xq = te.compute((n, c4, nph, fh * wq, G), xval, name="xq")
+    elif flat:
+        # 1x1, stride 1, no padding: position f is input pixel f of the channel (rows of W), the
+        # copy is a G-way byte interleave of G channel rows, one loop over f that LLVM
+        # vectorizes (f // W * W + f % W folds to f); positions from H*W on read the zero point
+        hw = h * wd
+
+        def xval(nn, cg, ih, iw, f, g):
+            ch = cg * G + g
+            src = (nn, ch) + ((f // wd, f % wd) if r == 2 else (f,))
+            return tir.if_then_else(f < hw, x[src], tir.const(zp, "uint8"))
+        xq = te.compute((n, c4, 1, 1, pp, G), xval, name="xq")
     else:
         def xval(nn, cg, ih, iw, f, g):
             qh, qw = f // wq, f % wq
@@ -396,6 +452,18 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
     # consecutive input channels of one output channel are G consecutive bytes): the per-call
     # packing is then a vectorized copy (int8; AVX2's int16 weights: a widening copy)
     ident_w = not taps and kh == 1 and kw == 1 and c % 16 == 0
+    # the weights read in place, no packing at all (int8 weights, no padded output channels):
+    # one input channel whose KW width taps are exactly one group ([O, 1, KH, G] is the packed
+    # layout: DS-CNN's first conv; 2560 bytes moved one by one per call before). (A 1x1 conv's
+    # w[o, cg*G + g] region does not match the tensor intrinsic's buffer; it keeps its vector copy)
+    direct_w = (DIRECT_W and isa.w_dtype == str(w.dtype) and ocp == oc
+                and taps and c == 1 and kw == G)
+
+    def wsrc(o, rc, rh, rw, rg):
+        """the packed weight [o, group rc, tap (rh, rw), rg] (rw unused with width taps)"""
+        if not direct_w:
+            return wpk[o, rc, rh, rg] if taps else wpk[o, rc, rh, rw, rg]
+        return w[(o, 0) + ((rh, rg) if r == 2 else (rg,))]
     if taps:
         def wval(o, cg, a, g):
             t = cg * G + g
@@ -421,7 +489,7 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
     if taps:
         def acc_f(nn, o, p):
             xv = xq[nn, rc, ((rh * dh) % sh) // gh, p + ((rh * dh) // sh) * wq, rg]
-            prod = cast(xv, "int32") * cast(wpk[o, rc, rh, rg], "int32")
+            prod = cast(xv, "int32") * cast(wsrc(o, rc, rh, None, rg), "int32")
             return te.sum(prod, axis=[rc, rh, rg])
     else:
         rw = te.reduce_axis((0, kw), name="rw")
@@ -429,7 +497,7 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
         def acc_f(nn, o, p):
             off = ((rh * dh) // sh) * wq + (rw * dw) // sw
             xv = xq[nn, rc, ((rh * dh) % sh) // gh, ((rw * dw) % sw) // gw, p + off, rg]
-            prod = cast(xv, "int32") * cast(wpk[o, rc, rh, rw, rg], "int32")
+            prod = cast(xv, "int32") * cast(wsrc(o, rc, rh, rw, rg), "int32")
             return te.sum(prod, axis=[rc, rh, rw, rg])
     acc = te.compute((n, ocp, pp), acc_f, name="acc")
     acc_o = (lambda o: tir.min(o, oc - 1)) if ocp != oc else (lambda o: o)
@@ -445,15 +513,19 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
     if hi32 is None:
         req = te.compute((n, ocp, pp), lambda nn, o, p: requant(accb(nn, o, p), acc_o(o)), name="req")
     else:
-        mt, finish, low_clamp = hi32
+        mt, finish, low_clamp, pre = hi32
         from .quant import abs_u32
+
+        def accs(nn, o, p):     # acc * 2^pre: |acc| * 2^pre < 2^31 (acc_bound), the same bits after
+            a = accb(nn, o, p)
+            return tir.shift_left(a, tir.const(pre, "int32")) if pre else a
         if low_clamp:
             # every negative acc ends at qmin (qmin >= the zero point, e.g. a fused ReLU): the
             # multiply-high of max(acc, 0) gives 0 there, and no sign is put back
             ab = te.compute((n, ocp, pp), lambda nn, o, p: tir.reinterpret(
-                "uint32", tir.max(accb(nn, o, p), tir.const(0, "int32"))), name="absacc")
+                "uint32", tir.max(accs(nn, o, p), tir.const(0, "int32"))), name="absacc")
         else:
-            ab = te.compute((n, ocp, pp), lambda nn, o, p: abs_u32(accb(nn, o, p)), name="absacc")
+            ab = te.compute((n, ocp, pp), lambda nn, o, p: abs_u32(accs(nn, o, p)), name="absacc")
         hi = te.compute((n, ocp, pp), lambda nn, o, p: cast(tir.shift_right(
             cast(mt[acc_o(o)], "uint64") * cast(ab[nn, o, p], "uint64"), tir.const(32, "uint64")), "uint32"),
             name="mulhi")
@@ -470,8 +542,9 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
 
     def schedule(sch, spec) -> None:
         b_x = sch.get_sblock("xq")
-        # the packed input row by row of the planes (the split removes the div/mod of f)
-        sch.split(sch.get_loops(b_x)[-2], [None, wq])
+        if not flat:
+            # the packed input row by row of the planes (the split removes the div/mod of f)
+            sch.split(sch.get_loops(b_x)[-2], [None, wq])
         b_acc, b_req, b_out = sch.get_sblock("acc"), sch.get_sblock("req"), sch.get_sblock("out")
         ol = sch.get_loops(b_out)
         oo, _ = sch.split(ol[1], [None, mr])
@@ -525,8 +598,15 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
         # copies: the packed input row by row (LLVM vectorizes the interleave), the weights
         xl = sch.get_loops(b_x)
         sch.unroll(xl[-1])
+        if flat and h * wd < pp:
+            # positions [0, H*W) and [H*W, pp) as two loops: the condition folds in each, the
+            # copy loop is a plain interleave (LLVM vectorizes it), the other fills pp - H*W
+            # positions with the zero point
+            sch.loop_partition(xl[-2], [h * wd])
         if n * c4 >= 2 and n * c * fh * wq >= (1 << 16) and macs >= PARALLEL_MIN_MACS:
             sch.parallel(sch.fuse(xl[0], xl[1]))
+        if direct_w:
+            return
         wl = sch.get_loops(sch.get_sblock("wpk"))
         if ident_w:
             # per output channel one contiguous run of C weights (fusing the channel loop too

@@ -7,27 +7,35 @@ c - 1 in its spare lanes and does not write them back):
 1. ``xt0[q, l]``: the block's input planes transposed to channel-last bytes by L x L register
    transposes (log2(L) rounds of unpack shuffles, ``_transpose``; the last L pixels of a plane
    are transposed again when q is not a multiple of L); the weights the same way (``wt0``).
-2. ``xt[ih, iw, l]``: the zero-point padded window, widened to int32 lanes (one vpmovzxbd and
-   one store per pixel), computed per band of output rows so that it stays in L2.
-3. ``acc[oh, ow, l] = sum_taps xt[oh*sh + kh*dh, ow*sw + kw*dw, l] * w[kh, kw, l]``: a register
-   tile of ``tw`` pixels of a row (tw accumulators), one instruction per tap and vector: for
-   uint8 pixels ``vpdpwssds`` (VNNI) / ``vpmaddwd`` + add (AVX2) on the int32 lanes, exact since
-   the zero-extended pixel leaves the upper int16 of each lane zero (no saturation: |acc| <
-   255 * 128 * taps); int8 pixels: vpmulld + add.
-4. the requantization right after the tile, on whole channel vectors (``_req_vectors``): for
-   right shifts n >= 32 (every channel), ``a = acc + bias`` in int32 (the reference requires it
-   to fit), even/odd 32 x 32 -> 64-bit products (vpmuldq, no widening), ``P = p + 2^(n-1) +
-   (p >> 63)`` in int64, then ``(P >> 32) >> (n - 32)`` and the clamp in int32: the bits of
-   quant.py ``requant_expr``; shifts below 32 use ``requant_expr`` itself, a fused activation
-   quant.py's epilogue, both per lane.
+2. ``xt[ih, iw, l]``: the zero-point padded window of *pixel pairs*: each int32 lane holds the
+   pixel at iw in its low int16 and the pixel at iw + dilation in its high int16 (sign- or
+   zero-extended 8-bit values); ``wt[kh, p, l]`` the weight pairs (w[kh, 2p], w[kh, 2p + 1]), 0 for
+   the missing tap of an odd kernel width's last pair. Computed per band of output rows so that
+   the window stays in L2; in one band (the usual case) it holds the input rows only, without
+   the top / bottom padding rows (which step 3 never reads).
+3. ``acc[oh, ow, l] = sum_kh sum_p pair_dot(xt[oh*sh + kh*dh, ow*sw + 2p*dw, l], wt[kh, p, l])``
+   (``_pair_dot`` = lo16 * lo16 + hi16 * hi16): a register tile of ``tw`` pixels of a row, one
+   ``vpdpwssds`` (VNNI) / ``vpmaddwd`` + ``vpaddd`` (AVX2) per tap *pair* and pixel (5x5: 15
+   instead of 25; 3x3: 6 instead of 9), written TIR (``_acc_tile``). A kernel row that lands in
+   the top / bottom zero-point padding for the tile's output row (a run-time branch per tile and
+   kernel row) is not multiplied pixel by pixel: its window entries are all pack(zp, zp), so its
+   contribution is computed once from the weights and added to every accumulator (PP-OCR's 2-row
+   maps: 2 of 5 kernel rows are real).
+4. the requantization right after the tile, on whole channel vectors (``_req_vectors``): ``a =
+   acc + bias`` in int32 (the reference requires it to fit; with the node's ``acc_bound`` the
+   bias is the accumulators' initial value instead, and quant.py ``_acc_pre_shift``'s k comes
+   from weights shifted by k), then for right shifts n >= 33 (every channel) quant.py
+   ``requant_hi32``'s form (unsigned products of |a|, the high halves merged, the sign put back;
+   of max(a, 0) and no sign under a fused ReLU), for n = 32 the signed 64-bit products with
+   ``(P >> 32) >> (n - 32)``, below 32 ``P >> n`` in int64 (all: the bits of quant.py
+   ``requant_expr``); a fused hard swish then runs quant.py ``_hard_swish_tail`` on the vectors.
 5. ``out``: the channel-last bytes transposed back to the NCHW planes (register transposes).
 
-Steps 1, 4 and 5 are written as TIR statements (vector loads, shuffles, stores) that replace the
-scheduled blocks (``_replace_loop``), declared to read / write the same regions.
+Steps 1, 3, 4 and 5 are written as TIR statements (vector loads, shuffles, LLVM intrinsics,
+stores) that replace the scheduled blocks (``_replace_loop``), declared to read / write the same
+regions; the TE definitions they replace state what they compute.
 """
 from __future__ import annotations
-
-import threading
 
 import tvm
 from tvm import te
@@ -38,68 +46,15 @@ from .quant_isa import Isa
 tir = tvm.tirx
 
 LANES = {"vnni": 16, "avx2": 8}
-_LOCK = threading.Lock()
-# tap intrinsics: acc[l] += x[l] * w[l] on int32 lanes whose pixel has its upper 16 bits zero
-# (zero-extended uint8), so the int16 pair instructions compute the plain product exactly
-TAP_INTRIN = {"vnni": "edgec_dw_wssd_16", "avx2": "edgec_dw_pmaddwd_8"}
 
 
-def _tap_intrin(isa_name: str) -> str:
-    from tvm.s_tir import TensorIntrin
-    from tvm.script import tirx as T
-    name = TAP_INTRIN[isa_name]
-    with _LOCK:
-        try:
-            TensorIntrin.get(name)
-            return name
-        except Exception:  # noqa: BLE001  (not registered yet)
-            pass
-        if isa_name == "vnni":
-            @T.prim_func(s_tir=True)
-            def desc(A: T.Buffer((16,), "int32", offset_factor=1), B: T.Buffer((16,), "int32", offset_factor=1),
-                     C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-                with T.sblock("root"):
-                    T.reads(C[0:16], A[0:16], B[0:16])
-                    T.writes(C[0:16])
-                    for i in T.serial(0, 16):
-                        with T.sblock("update"):
-                            vi = T.axis.remap("S", [i])
-                            C[vi] = C[vi] + A[vi] * B[vi]
-
-            @T.prim_func(s_tir=True)
-            def impl(A: T.Buffer((16,), "int32", offset_factor=1), B: T.Buffer((16,), "int32", offset_factor=1),
-                     C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-                with T.sblock("root"):
-                    T.reads(C[0:16], A[0:16], B[0:16])
-                    T.writes(C[0:16])
-                    C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                        T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpwssds.512"), C.vload([0], dtype="int32x16"),
-                        T.reinterpret(A.vload([0], dtype="int32x16"), dtype="int16x32"),
-                        T.reinterpret(B.vload([0], dtype="int32x16"), dtype="int16x32"), dtype="int32x16")
-        else:
-            @T.prim_func(s_tir=True)
-            def desc(A: T.Buffer((8,), "int32", offset_factor=1), B: T.Buffer((8,), "int32", offset_factor=1),
-                     C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
-                with T.sblock("root"):
-                    T.reads(C[0:8], A[0:8], B[0:8])
-                    T.writes(C[0:8])
-                    for i in T.serial(0, 8):
-                        with T.sblock("update"):
-                            vi = T.axis.remap("S", [i])
-                            C[vi] = C[vi] + A[vi] * B[vi]
-
-            @T.prim_func(s_tir=True)
-            def impl(A: T.Buffer((8,), "int32", offset_factor=1), B: T.Buffer((8,), "int32", offset_factor=1),
-                     C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
-                with T.sblock("root"):
-                    T.reads(C[0:8], A[0:8], B[0:8])
-                    T.writes(C[0:8])
-                    C[T.ramp(T.int32(0), 1, 8)] = C.vload([0], dtype="int32x8") + T.call_llvm_pure_intrin(
-                        T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-                        T.reinterpret(A.vload([0], dtype="int32x8"), dtype="int16x16"),
-                        T.reinterpret(B.vload([0], dtype="int32x8"), dtype="int16x16"), dtype="int32x8")
-        TensorIntrin.register(name, desc, impl)
-    return name
+def _pair_dot(a, b):
+    """The dot product of the two int16 halves of int32 lanes a and b: ``lo16(a) * lo16(b) +
+    hi16(a) * hi16(b)`` (lo16 = ``(v << 16) >> 16``, hi16 = ``v >> 16``, both sign-extended): the
+    TE definition of a tap pair, what one ``vpdpwssds`` / ``vpmaddwd`` lane computes."""
+    c16 = tir.const(16, "int32")
+    return (tir.shift_right(tir.shift_left(a, c16), c16) * tir.shift_right(tir.shift_left(b, c16), c16)
+            + tir.shift_right(a, c16) * tir.shift_right(b, c16))
 
 
 def dwconv_lanes_fits(isa: Isa | None, x_dtype: str, groups: int, c: int, oc: int, rank: int,
@@ -107,10 +62,12 @@ def dwconv_lanes_fits(isa: Isa | None, x_dtype: str, groups: int, c: int, oc: in
     """Depthwise (one input channel per output channel, multiplier 1), 1-D or 2-D, uint8/int8
     activations, on an x86 ISA (VNNI host or AVX2), where it beats the portable width-in-lanes
     schedule (``conv_direct``). Measured on Zen 4, 1 thread: always for kernel widths >= 5
-    (PP-OCR 5x5: 1.2-1.4x over the vpdpbusd width-tap kernel) and for rows narrower than 16
-    (DS-CNN 25x5: 1.8x); for wider rows only when the channels fill the lanes and no activation
-    is fused (MobileNetV2 3x3: 1.1-1.2x); PP-OCR's 3x3 ones (8-32 channels, 96-wide rows, fused
-    hard swish) ran 1.3-2x slower here than on ``conv_direct``."""
+    (PP-OCR 5x5: 1.2-1.4x over the vpdpbusd width-tap kernel in session 5, ~1.5x more since) and
+    for rows narrower than 16 (DS-CNN 25x5); for wider rows only when the channels fill the lanes
+    and no activation is fused (MobileNetV2 3x3, PP-OCR Conv@10: 32 channels, 1.6x). Re-measured in
+    session 6 with tap pairs: PP-OCR's 3x3 layers with 8 / 24 channels and 96-wide rows (ReLU)
+    take 6.1 / 6.7 us here against 4.8 / 7.0 us on ``conv_direct`` (with a fused hard swish,
+    10.4 / 9.7): not worth a finer rule."""
     if not (isa is not None and isa.name in LANES and x_dtype in ("uint8", "int8") and groups == c == oc
             and rank in (1, 2)):
         return False
@@ -223,7 +180,13 @@ class _Rq:
     [lo, hi] ints. ``apply(a)`` gives ``clamp(round(a * m / 2^n) + zp, lo, hi)`` as int32 lanes
     with the bits of quant.py ``requant_expr``: even and odd lanes multiplied as 32 x 32 -> 64-bit
     products, ``P = p + 2^(n-1) + (p >> 63)``; when every n >= 32, ``(P >> 32) >> (n - 32)`` in
-    int32 (exact: |P| < 2^63), else ``P >> n`` in int64 clamped before the lanes are merged."""
+    int32 (exact: |P| < 2^63), else ``P >> n`` in int64 clamped before the lanes are merged.
+    When every n >= 33 (the usual case), the fewer-instruction form of quant.py ``requant_hi32``:
+    ``q = (hi32(|a| * m) + 2^(n-33)) >> (n - 32)`` (unsigned 32 x 32 -> 64-bit products of the
+    even / odd lanes, their high halves merged by one shuffle), then ``-q`` where a < 0: the
+    reference's round half away from zero of a * m / 2^n (the low 32 bits of 2^(n-1) are zero, so
+    the 64-bit sum never needs them; |a| <= 2^31, m < 2^31: the sum fits 31 bits). With a fused
+    ReLU (lo >= zp) the products are of max(a, 0) and no sign is put back."""
 
     def __init__(self, L, m, n, half, zp, lo, hi, n_min):
         H = L // 2
@@ -231,12 +194,30 @@ class _Rq:
         self.i64 = lambda v: tir.Broadcast(tir.const(int(v), "int64"), H)  # noqa: E731
         ev, od = [2 * j for j in range(H)], [2 * j + 1 for j in range(H)]
         self.hi_path = n_min >= 32
+        self.abs_path = n_min >= 33
 
         def eo32(v):            # an int32xL vector -> its even / odd lanes sign-extended to int64xH
             v64 = tir.reinterpret(f"int64x{H}", v)
             return (tir.shift_right(tir.shift_left(v64, self.i64(32)), self.i64(32)),
                     tir.shift_right(v64, self.i64(32)))
         self.eo32 = eo32
+        if self.abs_path:
+            u64 = lambda v: tir.Broadcast(tir.const(int(v), "uint64"), H)  # noqa: E731
+            self.u64 = u64
+            if isinstance(m, int):
+                self.muE = self.muO = u64(m)
+            else:
+                mv = tir.reinterpret(f"uint64x{H}", m)
+                self.muE, self.muO = tir.bitwise_and(mv, u64(0xFFFFFFFF)), tir.shift_right(mv, u64(32))
+            zero = tir.Broadcast(tir.const(0, "int32"), L)
+            if isinstance(n, int):
+                self.k = tir.Broadcast(tir.const(n - 32, "int32"), L)
+                self.c32 = tir.Broadcast(tir.const(1 << (n - 33), "int32"), L)
+            else:
+                self.k = tir.Max(n - tir.Broadcast(tir.const(32, "int32"), L), zero)
+                self.c32 = tir.shift_left(tir.Broadcast(tir.const(1, "int32"), L),
+                                          tir.Max(n - tir.Broadcast(tir.const(33, "int32"), L), zero))
+            return
         self.mE, self.mO = eo32(m) if not isinstance(m, int) else (self.i64(m), self.i64(m))
         if isinstance(half, int):
             self.cE = self.cO = self.i64(half)
@@ -254,11 +235,33 @@ class _Rq:
 
     def apply(self, a):
         L, i64 = self.L, self.i64
+        b32 = lambda v: tir.Broadcast(tir.const(int(v), "int32"), L)  # noqa: E731
+        if self.abs_path:
+            # a fused ReLU (qmin >= zero point): every a <= 0 gives qmin, and so does max(a, 0)
+            # (q = 0 there): no sign to put back
+            relu = self.lo - self.zp >= 0
+            if relu:
+                ab32 = tir.Max(a, b32(0))
+            else:
+                sgn = tir.shift_right(a, b32(31))
+                ab32 = tir.bitwise_xor(a, sgn) - sgn                    # |a| (as uint32 lanes)
+            ab = tir.reinterpret(f"uint64x{self.H}", ab32)
+            pE = tir.bitwise_and(ab, self.u64(0xFFFFFFFF)) * self.muE
+            pO = tir.shift_right(ab, self.u64(32)) * self.muO
+            hE, hO = (tir.reinterpret(f"int32x{L}", v) for v in (pE, pO))
+            hi = tir.Shuffle([hE, hO], [tir.const(j + 1 if j % 2 == 0 else L + j, "int32") for j in range(L)])
+            q = tir.shift_right(hi + self.c32, self.k)
+            if relu:
+                r = tir.Min(q, b32(self.hi - self.zp))
+                r = tir.Max(r, b32(self.lo - self.zp)) if self.lo > self.zp else r
+            else:
+                r = tir.Select(a < b32(0), b32(0) - q, q)
+                r = tir.Max(tir.Min(r, b32(self.hi - self.zp)), b32(self.lo - self.zp))
+            return r + b32(self.zp) if self.zp else r
         aE, aO = self.eo32(a)
         tE, tO = aE * self.mE, aO * self.mO
         pE = tE + self.cE + tir.shift_right(tE, i64(63))
         pO = tO + self.cO + tir.shift_right(tO, i64(63))
-        b32 = lambda v: tir.Broadcast(tir.const(int(v), "int32"), L)  # noqa: E731
         if self.hi_path:
             hE = tir.reinterpret(f"int32x{L}", tir.shift_right(pE, i64(32)))
             hO = tir.reinterpret(f"int32x{L}", pO)
@@ -274,14 +277,16 @@ class _Rq:
         return r + b32(self.zp) if self.zp else r
 
 
-def _req_vectors(acc_buf, req_buf, tabs, attrs, consts, nn, bb, y, zs, L: int, n_min: int):
+def _req_vectors(acc_buf, req_buf, tabs, attrs, consts, nn, bb, y, zs, L: int, n_min: int, fold: bool, kpre: int):
     """The epilogue of the tile on whole channel vectors for the output pixels ``zs`` of row ``y``
     (the TE definition is ``_epilogue_lanes``): ``a = acc + bias`` in int32 (the reference requires
     the biased accumulator to fit int32, qmath.requantize), then one ``_Rq`` stage, or for a fused
     hard swish (edgec/ops/quant.py module doc) h = the first stage to [act_hmin, act_hmax],
-    ``t = clamp(h + 3*2^F, 0, 6*2^F)``, ``p = h * t`` (int32) and the second stage.
-    ``tabs``: the (mpad, npad, hpad, bpad) buffers, None where ``consts`` = (m, n) serve every
-    channel (bpad: no bias)."""
+    then quant.py ``_hard_swish_tail``. ``fold``: the bias is in ``acc`` already, as is the
+    pre-shift ``kpre`` (acc = (acc + bias) << kpre, right shifts n + kpre >= 33: the same bits in
+    the 32-bit form; quant.py ``_acc_pre_shift``). ``tabs``: the (mpad, npad, hpad, bpad) buffers,
+    None where ``consts`` = (m, n) serve every channel (bpad: no bias)."""
+    from .quant import _hard_swish_tail
     mpad, npad, hpad, bpad = tabs
     m, n_ = consts
     ld = lambda t: tir.BufferLoad(t, [tir.Ramp(bb * L, 1, L)])  # noqa: E731
@@ -294,28 +299,79 @@ def _req_vectors(acc_buf, req_buf, tabs, attrs, consts, nn, bb, y, zs, L: int, n
                             tir.Cast(f"int64x{L}", nv) - tir.Broadcast(tir.const(1, "int64"), L))
     else:
         hv = 1 << (n_ - 1)
-    bv = ld(bpad) if bpad is not None else None
+    bv = ld(bpad) if bpad is not None and not fold else None
+    if kpre:
+        nv = nv + (tir.Broadcast(tir.const(kpre, "int32"), L) if npad is not None else kpre)
+        n_min += kpre
     zo, qlo, qhi, odt = int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), str(attrs["out_dtype"])
     act = str(attrs.get("act", "none")) == "hard_swish"
     if act:
-        f = int(attrs["act_frac_bits"])
         st1 = _Rq(L, mv, nv, hv, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), n_min)
-        an = 31 - int(attrs["act_shift"])
-        st2 = _Rq(L, int(attrs["act_multiplier"]), an, 1 << (an - 1), zo, qlo, qhi, an)
     else:
         st1 = _Rq(L, mv, nv, hv, zo, qlo, qhi, n_min)
-    b32 = lambda v: tir.Broadcast(tir.const(int(v), "int32"), L)  # noqa: E731
     out = []
     for z in zs:
         a = tir.BufferLoad(acc_buf, [nn, bb, y, z, tir.Ramp(0, 1, L)])
         if bv is not None:
             a = a + bv
         r = st1.apply(a)
-        if act:
-            t = tir.Max(tir.Min(r + b32(3 << f), b32(6 << f)), b32(0))
-            r = st2.apply(r * t)
-        out.append(tir.BufferStore(req_buf, tir.Cast(f"{odt}x{L}", r), [nn, bb, y, z, tir.Ramp(0, 1, L)]))
+        r = _hard_swish_tail(r, attrs, lanes=L) if act else tir.Cast(f"{odt}x{L}", r)
+        out.append(tir.BufferStore(req_buf, r, [nn, bb, y, z, tir.Ramp(0, 1, L)]))
     return tir.SeqStmt(out) if len(out) > 1 else out[0]
+
+
+def _pair_mac(isa_name: str, c, a, b):
+    """c + pair_dot(a, b) on int32 lanes: one ``vpdpwssds`` (VNNI) / ``vpmaddwd`` + ``vpaddd``
+    (AVX2). The int16 products and their pair sum are exact (|lo * lo + hi * hi| <= 2 * 255 *
+    128), and so is the saturating add: every partial sum of a tile is at most 255 * 128 * taps
+    in magnitude, or, with the bias and the pre-shift folded in (``dwconv_lanes``), at most the
+    node's ``acc_bound`` * 2^k < 2^31. (The saturating form also keeps LLVM from splitting the
+    non-saturating ``vpdpwssd`` into ``vpmaddwd`` + ``vpaddd``.)"""
+    L = LANES[isa_name]
+    a16, b16 = (tir.reinterpret(f"int16x{2 * L}", v) for v in (a, b))
+    if isa_name == "vnni":
+        return tir.call_llvm_pure_intrin(f"int32x{L}", "llvm.x86.avx512.vpdpwssds.512", c, a16, b16)
+    return c + tir.call_llvm_pure_intrin(f"int32x{L}", "llvm.x86.avx2.pmadd.wd", a16, b16)
+
+
+def _acc_tile(isa_name, xt_buf, wt_buf, acc_buf, nn, bb, y, z0, g, tw: int, kwp: int, zp_pair: int, L: int,
+              init=None, row0: int = 0):
+    """The accumulators of one tile (``tw`` pixels from ``z0`` of output row ``y``; the TE
+    definition is ``acc``): per kernel row a, per tap pair p and pixel, one pair MAC of the window
+    entry and the pair weights. A kernel row that reads the top / bottom zero-point padding for
+    this output row (known per row at run time, a branch per tile and kernel row) reads window
+    entries that are all ``zp_pair`` (= pack(zp, zp)): its contribution, the same for every pixel
+    of the tile, is computed once from the weights (kwp MACs) and added to each accumulator,
+    instead of tw * kwp MACs; rows of the input always take the taps. ``init``: the accumulators'
+    initial vector (the shifted bias, see ``dwconv_lanes``), else 0. ``row0``: the padded row of
+    the window's first row (``pt`` when it holds the input rows only)."""
+    R = tir.Ramp(tir.const(0, "int32"), 1, L)
+    zero = tir.Broadcast(tir.const(0, "int32"), L)
+    zpv = tir.Broadcast(tir.const(zp_pair, "int32"), L)
+    acc = [tir.BufferLoad(acc_buf, [nn, bb, y, z0 + i, R]) for i in range(tw)]
+
+    def put(i, v):
+        return tir.BufferStore(acc_buf, v, [nn, bb, y, z0 + i, R])
+    sh, dh, sw, dw, pt, h, oh = g["sh"], g["dh"], g["sw"], g["dw"], g["pt"], g["h"], g["oh"]
+    stmts = [put(i, zero if init is None else init) for i in range(tw)]
+    for a in range(g["kh"]):
+        wv = [tir.BufferLoad(wt_buf, [bb, a, p, R]) for p in range(kwp)]
+        row = y * sh + a * dh                      # window row (input row + pt)
+        taps = tir.SeqStmt([put(i, _pair_mac(isa_name, acc[i], tir.BufferLoad(
+            xt_buf, [nn, bb, row - row0, (z0 + i) * sw + 2 * p * dw, R]), wv[p]))
+            for p in range(kwp) for i in range(tw)])
+        cv = zero
+        for p in range(kwp):
+            cv = _pair_mac(isa_name, cv, zpv, wv[p])
+        pad = tir.SeqStmt([put(i, acc[i] + cv) for i in range(tw)])
+        inside = [pt <= yy * sh + a * dh < pt + h for yy in range(oh)]
+        if all(inside):
+            stmts.append(taps)
+        elif not any(inside):
+            stmts.append(pad)
+        else:
+            stmts.append(tir.IfThenElse(tir.all(row >= pt, row < pt + h), taps, pad))
+    return tir.SeqStmt(stmts)
 
 
 def _replace_loop(sch, loop, body, reads, writes, name: str) -> None:
@@ -336,17 +392,18 @@ def _replace_loop(sch, loop, body, reads, writes, name: str) -> None:
     sch.state.replace(sch.get_sref(loop), tir.For(lv, 0, 1, tir.ForKind.SERIAL, realize))
 
 
-def _epilogue_lanes(acc, b, tables, attrs, ms, ns, cp: int, L: int, clamp):
+def _epilogue_lanes(acc, bp, tables, attrs, ms, ns, cp: int, L: int, clamp, kpre: int = 0):
     """The TE definition of the epilogue that ``_req_vectors`` computes: quant.py's
     ``requant_expr`` / ``_hard_swish_requant`` per lane (the bits of ``_requant_node``) on
-    per-channel tables padded to cp entries (``mpad``, ``npad``, ``bpad``: vector loads)."""
+    per-channel tables padded to cp entries (``mpad``, ``npad``, ``bpad``: vector loads).
+    ``bp`` None: no bias, or it is already in ``acc``; ``kpre``: acc is (acc + bias) << kpre, the
+    right shifts n + kpre."""
     from .quant import _hard_swish_requant, requant_expr
     if tables is not None:
         mt = te.compute((cp,), lambda i: tables[0][clamp(i)], name="mpad")
         nt = te.compute((cp,), lambda i: tables[1][clamp(i)], name="npad")
     else:
         mt = nt = None
-    bp = te.compute((cp,), lambda i: b[clamp(i)], name="bpad") if b is not None else None
     zo, qlo, qhi, odt = int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), str(attrs["out_dtype"])
     act = str(attrs.get("act", "none")) == "hard_swish"
 
@@ -356,6 +413,8 @@ def _epilogue_lanes(acc, b, tables, attrs, ms, ns, cp: int, L: int, clamp):
         a = (a, bp[ch]) if bp is not None else a
         m_ = mt[ch] if mt is not None else ms
         n_ = nt[ch] if nt is not None else ns
+        if kpre:
+            n_ = n_ + kpre
         if act:
             return _hard_swish_requant(a, m_, n_, attrs)
         return requant_expr(a, m_, n_, zo, qlo, qhi, odt)
@@ -366,7 +425,7 @@ def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attr
     """Returns (out, schedule). ``tables``: quant.py ``_req_tables`` result (or None);
     ``epilogue(acc, n, channel, None)``: quant.py's requantization of one accumulator (adds the
     bias), used as is for a fused activation."""
-    from .quant import _req_params
+    from .quant import _acc_pre_shift, _req_params
     L = LANES[isa.name]
     r = len(x.shape) - 2
     g = _geom(x, w, attrs, out_shape)
@@ -383,12 +442,15 @@ def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attr
     # row not a multiple of tw (no divisor >= 4) is computed to owp columns (the extra ones read
     # zero-point padding and are not written back)
     regs = 32 if isa.name == "vnni" else 16
-    tw_max = max(1, min(8, regs - 4 - (kh * kw if kh * kw <= 12 else 0)))
+    tw_max = max(1, min(8, regs - 4 - (kh * (kw + 1) // 2 if kh * (kw + 1) // 2 <= 12 else 0)))
     tw = next(v for v in range(min(tw_max, ow), 0, -1) if ow % v == 0)
     if tw < 4 and ow > 4:
         tw = min(tw_max, ow)
     owp = -(-ow // tw) * tw
-    wp = (owp - 1) * sw + (kw - 1) * dw + 1
+    # taps in pairs along the width: pair p = taps (2p, 2p + 1) (tap 2p + 1 of an odd width's last
+    # pair has weight 0 and reads the zero-point padding), window entry iw = pixels (iw, iw + dw)
+    kwp = (kw + 1) // 2
+    wp = (owp - 1) * sw + 2 * (kwp - 1) * dw + 1
     clamp = (lambda v: tir.min(v, c - 1)) if cp != c else (lambda v: v)
 
     q = h * wd
@@ -399,12 +461,34 @@ def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attr
     # the channel-last copy of the input planes (written by a register transpose, see schedule)
     xt0 = te.compute((n, cb, q, L), x0val, name="xt0")
 
-    def xval(nn, bb, ih, iw, l):
+    def pix(nn, bb, ih, iw, l):     # the zero-point padded pixel, as int32 (int16 range)
         row, col = ih - pt, iw - pl
         conds = [col >= 0, col < wd] + ([row >= 0, row < h] if r == 2 else [])
         f = tir.max(tir.min(row * wd + col, q - 1), 0) if r == 2 else tir.max(tir.min(col, q - 1), 0)
         return cast(tir.if_then_else(tir.all(*conds), xt0[nn, bb, f, l], tir.const(zp, xdt)), "int32")
-    xt = te.compute((n, cb, hp, wp, L), xval, name="xt")
+
+    def pack(lo, hi, signed):       # int32 lane = (lo: low int16, hi: high int16)
+        lo = tir.bitwise_and(lo, tir.const(0xFFFF, "int32")) if signed else lo
+        return tir.bitwise_or(lo, tir.shift_left(hi, tir.const(16, "int32")))
+    # rows per band: the band's int32 window (rows x wp x L x 4 bytes) within ~96 KB, a divisor of oh
+    rows_max = max(1, ((96 << 10) // (wp * L * 4) - (kh - 1) * dh - 1) // sh + 1)
+    band = next(v for v in range(min(rows_max, oh), 0, -1) if oh % v == 0)
+    zp_pair = (zp & 0xFFFF) * 0x10001                  # pack(zp, zp) as an int32
+    zp_pair -= (1 << 32) if zp_pair >= (1 << 31) else 0
+    # one band (the window of the whole map): the window holds the input rows only (row ir is
+    # padded row ir + pt); the tiles never read the top / bottom padding rows (_acc_tile), and
+    # the TE definition of acc reads pack(zp, zp) there
+    rows_only = r == 2 and band == oh and (pt > 0 or hp > h)
+    row0 = pt if rows_only else 0
+    xt = te.compute((n, cb, h if rows_only else hp, wp, L), lambda nn, bb, ih, iw, l: pack(
+        pix(nn, bb, ih + row0, iw, l), pix(nn, bb, ih + row0, iw + dw, l), xdt == "int8"), name="xt")
+
+    def xpair(nn, bb, row, col, l):      # the window entry of padded row ``row``
+        if not rows_only:
+            return xt[nn, bb, row, col, l]
+        ir = row - pt
+        return tir.if_then_else(tir.all(ir >= 0, ir < h), xt[nn, bb, tir.max(tir.min(ir, h - 1), 0), col, l],
+                                tir.const(zp_pair, "int32"))
 
     # the weights: the same transpose of the [c, kh*kw] rows to [cb, kh*kw, L], widened to int32
     kq = kh * kw
@@ -413,23 +497,47 @@ def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attr
         src = (clamp(bb * L + l), 0) + ((f // kw, f % kw) if r == 2 else (f,))
         return w[src]
     wt0 = te.compute((1, cb, kq, L), w0val, name="wt0")
-    wt = te.compute((cb, kh, kw, L), lambda bb, a, t, l: cast(wt0[0, bb, a * kw + t, l], "int32"), name="wt")
+
+    act = str(attrs.get("act", "none"))
+    # the vector epilogue: no activation or a fused hard swish (others: quant.py's, per lane)
+    vec_req = act in ("none", "hard_swish")
+    # with the node's acc_bound (every partial sum of bias and taps is within it, < 2^31): the
+    # bias is the accumulators' initial value, and acc << k (quant.py _acc_pre_shift: right
+    # shifts n + k >= 33, the same bits) comes from weights shifted by k (|w| * 2^k <= 2^15 for
+    # k <= 8, so the pairs stay int16; the products and sums are exact)
+    fold = vec_req and attrs.get("acc_bound") is not None
+    kpre = _acc_pre_shift(attrs) if fold else 0
+    if kpre > 8:                # (weights shifted beyond int16: the plain form)
+        fold, kpre = False, 0
+
+    def wpair(bb, a, p, l):
+        def wv(t):
+            v = cast(wt0[0, bb, t, l], "int32")
+            return tir.shift_left(v, tir.const(kpre, "int32")) if kpre else v
+        if kw % 2 == 0:
+            return pack(wv(a * kw + 2 * p), wv(a * kw + 2 * p + 1), True)
+        t1 = tir.min(a * kw + 2 * p + 1, kq - 1)
+        return pack(wv(a * kw + 2 * p), tir.if_then_else(2 * p + 1 < kw, wv(t1), tir.const(0, "int32")), True)
+    wt = te.compute((cb, kh, kwp, L), wpair, name="wt")
+    # the bias padded to cp entries (vector loads); folded: already shifted by kpre
+    bp = te.compute((cp,), lambda i: tir.shift_left(b[clamp(i)], tir.const(kpre, "int32")) if fold and kpre
+                    else b[clamp(i)], name="bpad") if b is not None and vec_req else None
 
     # per-channel epilogue parameters, padded to cp entries (vector loads in the epilogue)
     ms, ns = _req_params(attrs, 0) if tables is None else (None, None)
     shifts = [31 - int(v) for v in (attrs["shift"] if isinstance(attrs["shift"], (tuple, list))
                                     else (attrs["shift"],))]
     rh = te.reduce_axis((0, kh), name="rh")
-    rw = te.reduce_axis((0, kw), name="rw")
+    rw = te.reduce_axis((0, kwp), name="rw")
+
+    def acc_init(bb, l):
+        return bp[bb * L + l] if fold and bp is not None else None
     acc = te.compute((n, cb, oh, owp, L), lambda nn, bb, y, z, l: te.sum(
-        cast(xt[nn, bb, y * sh + rh * dh, z * sw + rw * dw, l], "int32") * wt[bb, rh, rw, l], axis=[rh, rw]),
-        name="acc")
+        _pair_dot(xpair(nn, bb, y * sh + rh * dh, z * sw + 2 * rw * dw, l), wt[bb, rh, rw, l]), axis=[rh, rw],
+        init=acc_init(bb, l)), name="acc")
     n_min = min(shifts)
-    act = str(attrs.get("act", "none"))
-    # the vector epilogue: no activation or a fused hard swish (others: quant.py's, per lane)
-    vec_req = act in ("none", "hard_swish")
     if vec_req:
-        reqv = _epilogue_lanes(acc, b, tables, attrs, ms, ns, cp, L, clamp)
+        reqv = _epilogue_lanes(acc, None if fold else bp, tables, attrs, ms, ns, cp, L, clamp, kpre)
     else:
         def reqv(nn, bb, y, z, l):
             return epilogue(acc[nn, bb, y, z, l], nn, clamp(bb * L + l), None)
@@ -440,10 +548,6 @@ def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attr
         return req[nn, ch // L, y, z, ch % L]
     out = te.compute(tuple(int(d) for d in out_shape), out_f, name="out")
     macs = n * c * oh * ow * kh * kw
-
-    # rows per band: the band's int32 window (rows x wp x L x 4 bytes) within ~96 KB, a divisor of oh
-    rows_max = max(1, ((96 << 10) // (wp * L * 4) - (kh - 1) * dh - 1) // sh + 1)
-    band = next(v for v in range(min(rows_max, oh), 0, -1) if oh % v == 0)
 
     def schedule(sch, spec) -> None:
         # the buffers the vector epilogue reads (taken from their producers before any change)
@@ -479,17 +583,6 @@ def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attr
             sch.compute_at(b_xt, yb, preserve_unit_loops=True)
         sch.vectorize(sch.get_loops(b_req)[-1])
         sch.unroll(zi)
-        al = sch.get_loops(b_acc)
-        z_l, l_l, h_l, w_l = al[-4:]
-        sch.reorder(h_l, w_l, z_l, l_l)
-        sch.unroll(z_l)
-        sch.unroll(w_l)
-        sch.unroll(h_l)
-        if xdt != "uint8":
-            sch.vectorize(l_l)
-        sch.decompose_reduction(b_acc, h_l)
-        if xdt == "uint8":
-            sch.tensorize(l_l, _tap_intrin(isa.name))
         for blk in (b_xt, b_wt):
             sch.vectorize(sch.get_loops(blk)[-1])
         for name in ("mpad", "npad", "bpad"):
@@ -520,11 +613,29 @@ def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attr
                       [(req_buf, (nn_e, bb_e))], [out_buf],
                       "out_t")
 
+        rl = sch.get_loops(b_req)
+        y_v, zo_v = sch.get(rl[-4]).loop_var, sch.get(rl[-3]).loop_var
+        if yb is not None:
+            y_v = sch.get(rl[-5]).loop_var * band + y_v
+        # the accumulation of a tile (pair MACs, padding rows from the weights): written TIR
+        al = sch.get_loops(b_acc)
+        ki = next(i for i, lp in enumerate(al) if sch.get(lp).same_as(sch.get(zo)))
+        xtb, wtb, accb = (sch.get(bk).writes[0].source for bk in (b_xt, b_wt, b_acc))
+        nn_a, bb_a = (tv // cb, tv % cb) if n > 1 else (tir.const(0, "int32"), tv)
+        z0 = sch.get(zo).loop_var * tw
+        init = None
+        if fold and "bpad" in tbufs:
+            init = tir.BufferLoad(tbufs["bpad"], [tir.Ramp(bb_a * L, 1, L)])
+        body = _acc_tile(isa.name, xtb, wtb, accb, nn_a, bb_a, y_v, z0, g, tw, kwp, zp_pair, L, init, row0)
+        one = lambda v: tvm.ir.Range.from_min_extent(v, 1)  # noqa: E731
+        x_rows = tvm.ir.Range(0, h) if rows_only else tvm.ir.Range.from_min_extent(y_v * sh, (kh - 1) * dh + 1)
+        x_rd = [one(nn_a), one(bb_a), x_rows,
+                tvm.ir.Range.from_min_extent(z0 * sw, (tw - 1) * sw + 2 * (kwp - 1) * dw + 1), tvm.ir.Range(0, L)]
+        a_wr = [one(nn_a), one(bb_a), one(y_v), tvm.ir.Range.from_min_extent(z0, tw), tvm.ir.Range(0, L)]
+        w_rd = [one(bb_a)] + [tvm.ir.Range(0, d) for d in wtb.shape[1:]]
+        a_rd = [(xtb, x_rd), (wtb, w_rd)] + ([tbufs["bpad"]] if init is not None else [])
+        _replace_loop(sch, al[ki + 1], body, a_rd, [(accb, a_wr)], "acc_t")
         if vec_req:
-            rl = sch.get_loops(b_req)
-            y_v, zo_v = sch.get(rl[-4]).loop_var, sch.get(rl[-3]).loop_var
-            if yb is not None:
-                y_v = sch.get(rl[-5]).loop_var * band + y_v
             reqb = sch.get(b_req).writes[0].source
             tabs = (tbufs.get("mpad"), tbufs.get("npad"), None, tbufs.get("bpad"))
             accb = tbufs["acc"]
@@ -532,7 +643,7 @@ def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attr
             zs = [z0 + i for i in range(tw)]
             nn_r, bb_r = (sch.get(top).loop_var // cb, sch.get(top).loop_var % cb) if n > 1 else (
                 tir.const(0, "int32"), sch.get(top).loop_var)
-            body = _req_vectors(accb, reqb, tabs, attrs, (ms, ns), nn_r, bb_r, y_v, zs, L, n_min)
+            body = _req_vectors(accb, reqb, tabs, attrs, (ms, ns), nn_r, bb_r, y_v, zs, L, n_min, fold, kpre)
             pt_ = [tvm.ir.Range.from_min_extent(nn_r, 1), tvm.ir.Range.from_min_extent(bb_r, 1),
                    tvm.ir.Range.from_min_extent(y_v, 1), tvm.ir.Range.from_min_extent(z0, tw), tvm.ir.Range(0, L)]
             reads = [(accb, pt_)] + [t for t in tabs if t is not None]
