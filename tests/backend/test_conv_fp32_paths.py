@@ -15,6 +15,15 @@ _nn_sched.py), against the numpy references:
 - float dense stride-1 convolutions over flattened pixels in whole-row blocks
   (``nn._conv_flat_dense``: rows of 28, 24 and 20 columns, a 5x5 kernel with asymmetric
   padding, a 1x3 kernel, one input channel, batch 2);
+- strided 1x1 convolutions as a subsampling copy + ``gemm_nn`` (``nn._conv_strided_pointwise``:
+  stride 2 and (3, 2), batch 2, no bias, a residual; where it is not taken);
+- ``gemm_nn`` sweeping pixel columns in chunks (``_nn_sched._gemm_column_chunk``: outputs past
+  ``GEMM_CHUNK_MIN_OUT_BYTES``, resnet50's 64 -> 256 1x1 on 56x56 with a residual, forced chunks
+  on small shapes with and without a residual);
+- strided dense convolutions over the stride phases of the input, flattened, in whole-row
+  blocks of the output (``nn._conv_flat_dense_strided``: resnet50's 3x3 stride 2 onto 28 columns,
+  an odd input size, stride (2, 1), a 5x5 kernel with asymmetric padding, stride 3 without
+  padding, batch 2, no bias; where it is not taken);
 - the optional ``residual`` input (a fused add) on every float conv path;
 - global average / max pools whose row length is not a multiple of any vector width.
 
@@ -78,6 +87,16 @@ CASES = [
     (_conv("fd_24_5x5_asym", (1, 4, 6, 24), (8, 4, 5, 5), pads=(3, 1, 1, 3)), ("flat_dense", 3, 8)),
     (_conv("fd_20_1x3", (1, 3, 4, 20), (12, 3, 1, 3), pads=(0, 2, 0, 0)), ("flat_dense", 5, 4)),
     (_conv("fd_28_one_channel", (1, 1, 4, 28), (6, 1, 3, 3), pads=(1, 1, 1, 1)), ("flat_dense", 7, 3)),
+    (_conv("spw_s2", (1, 24, 32, 32), (40, 24, 1, 1), strides=(2, 2)), "strided_pw"),
+    (_conv("spw_s32_batch_nobias", (2, 8, 48, 31), (12, 8, 1, 1), strides=(3, 2), bias=False), "strided_pw"),
+    (_conv("fds_s2_28", (1, 4, 56, 56), (6, 4, 3, 3), strides=(2, 2), pads=(1, 1, 1, 1)), ("flat_dense_s", 7, 3)),
+    (_conv("fds_odd_batch_nobias", (2, 3, 55, 55), (4, 3, 3, 3), strides=(2, 2), pads=(1, 1, 1, 1), bias=False),
+     ("flat_dense_s", 7, 2)),
+    (_conv("fds_s21", (1, 3, 16, 28), (6, 3, 3, 3), strides=(2, 1), pads=(1, 1, 1, 1)), ("flat_dense_s", 7, 3)),
+    (_conv("fds_5x5_asym", (1, 3, 48, 48), (8, 3, 5, 5), strides=(2, 2), pads=(2, 2, 1, 1)), ("flat_dense_s", 3, 8)),
+    (_conv("fds_parallel", (1, 32, 56, 56), (32, 32, 3, 3), strides=(2, 2), pads=(1, 1, 1, 1)),
+     ("flat_dense_s", 7, 2)),       # >= PARALLEL_MIN_MACS: parallel copy and tiles
+    (_conv("fds_s3_nopad", (1, 2, 60, 60), (8, 2, 3, 3), strides=(3, 3)), ("flat_dense_s", 5, 4)),
     (_conv("dw_11x9_overhang", (1, 5, 11, 9), (5, 1, 3, 3), pads=(1, 1, 1, 1), group=5, bias=False),
      ("dw", 16, 4)),
     (_conv("dw_s2", (1, 7, 17, 15), (7, 1, 3, 3), strides=(2, 2), pads=(1, 1, 1, 1), group=7), ("dw", 8, 4)),
@@ -111,6 +130,8 @@ def _path(case: Case):
         return "gemm"
     if plan is not None:
         return "small"
+    if nnk._strided_pointwise_plan(spec, x, w):
+        return "strided_pw"
     flat = nnk._flat_depthwise_plan(spec, x, w)
     if flat is not None:
         return ("flat", flat)
@@ -121,6 +142,9 @@ def _path(case: Case):
     dense = nnk._flat_dense_plan(spec, x, w)
     if dense is not None:
         return ("flat_dense", dense[1], dense[2])
+    dense = nnk._flat_dense_strided_plan(spec, x, w)
+    if dense is not None:
+        return ("flat_dense_s", dense[1], dense[2])
     prob = nnk.conv_problem(spec, x, w)
     if prob.groups > 1:
         tile = _nn_sched._choose_conv_tile(_nn_sched._subsample_pointwise(prob), spec.target)
@@ -246,8 +270,11 @@ def test_flat_depthwise_not_chosen_elsewhere():
     ((1, 6, 9, 11), (6, 1, 3, 3), dict(pads=(1, 1, 1, 1), group=6), ("dw", 16, 4)),
     ((1, 6, 25, 5), (6, 1, 3, 3), dict(pads=(1, 1, 1, 1), group=6), ("flat", 16)),
     ((1, 5, 8, 28), (6, 5, 3, 3), dict(pads=(1, 1, 1, 1)), ("flat_dense", 7, 3)),
+    ((1, 24, 32, 32), (40, 24, 1, 1), dict(strides=(2, 2)), "strided_pw"),
+    ((1, 64, 56, 56), (256, 64, 1, 1), {}, "gemm"),                                 # chunked gemm_nn
+    ((1, 4, 56, 56), (6, 4, 3, 3), dict(strides=(2, 2), pads=(1, 1, 1, 1)), ("flat_dense_s", 7, 3)),
 ], ids=["overlap", "gemm_nn", "small", "tail", "im2col_tail", "im2col_overlap", "direct", "direct_batch_nobias",
-        "dw", "flat_dw", "flat_dense"])
+        "dw", "flat_dw", "flat_dense", "strided_pw", "gemm_nn_chunked_r50", "flat_dense_strided"])
 def test_residual_epilogue(xs, ws, kw, path):
     """A conv's optional fourth input ``residual`` is added after the bias, before the clamp
     (a fused conv -> add -> relu), on every float conv path."""
@@ -298,3 +325,73 @@ def test_flat_dense_not_chosen_elsewhere():
     assert plan((1, 8, 56, 56), (8, 8, 3, 3), (1, 1, 1, 1), (2, 2)) is None
     assert plan((1, 8, 8, 28), (7, 8, 3, 3), (1, 1, 1, 1)) is None        # 7 channels: a 7-accumulator tile
     assert plan((1, 8, 8, 28), (8, 8, 3, 3), (1, 1, 1, 1), target=load_target("x86_64-avx2")) is None
+
+
+def test_strided_pointwise_plan():
+    def plan(xs, ws, strides, pads=(0, 0, 0, 0), group=1):
+        case = _conv("p", xs, ws, strides=strides, pads=pads, group=group)
+        x = te.placeholder(xs, "float32", name="x")
+        w = te.placeholder(ws, "float32", name="w")
+        return nnk._strided_pointwise_plan(_spec(case), x, w)
+    assert plan((1, 256, 56, 56), (512, 256, 1, 1), (2, 2))               # resnet50's downsampling
+    assert not plan((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2))          # 196 pixels: no whole vectors
+    assert not plan((1, 8, 14, 14), (12, 8, 1, 1), (1, 1))                # stride 1: the GEMM already
+    assert not plan((1, 8, 32, 32), (12, 8, 3, 3), (2, 2), (1, 1, 1, 1))  # 3x3
+    assert not plan((1, 8, 32, 32), (8, 1, 1, 1), (2, 2), group=8)        # grouped
+    assert not plan((1, 8, 32, 32), (12, 8, 1, 1), (2, 2), (1, 1, 1, 1))  # padded
+
+
+def test_gemm_column_chunk_choice(monkeypatch):
+    # resnet50's 64 -> 256 1x1 at 56x56 (8 x 16 tiles): 3136 pixels = 196 tile columns, 28 a chunk
+    assert _nn_sched._gemm_column_chunk(256, 3136, 64, 16, "float32") == 28
+    assert _nn_sched._gemm_column_chunk(64, 3136, 256, 16, "float32") == 0     # output < 1 MiB
+    assert _nn_sched._gemm_column_chunk(256, 3136, 64, 16, "int32") == 0       # float only
+    monkeypatch.setattr(_nn_sched, "GEMM_CHUNK_MIN_OUT_BYTES", 0)
+    assert _nn_sched._gemm_column_chunk(256, 3136, 64, 16, "float32") == 0
+
+
+@pytest.mark.parametrize("xs,ws,residual", [
+    ((1, 8, 24, 20), (24, 8, 1, 1), False),
+    ((2, 8, 24, 40), (20, 8, 1, 1), True),
+    ((1, 8, 24, 24), (16, 8, 1, 1), True),
+])
+def test_gemm_nn_forced_chunks(xs, ws, residual, monkeypatch):
+    """Chunks forced on small shapes (tiny thresholds): the same sums, the residual and clamp kept."""
+    monkeypatch.setattr(_nn_sched, "GEMM_CHUNK_MIN_OUT_BYTES", 1)
+    case = _conv("chunk", xs, ws)
+    assert _path(case) == "gemm"
+    spec = _spec(case)
+    tile = _nn_sched._choose_gemm_tile(ws[0], xs[2] * xs[3], xs[1], "float32", spec.target)
+    monkeypatch.setattr(_nn_sched, "GEMM_CHUNK_B_BYTES", 2 * xs[1] * tile.nw * tile.lanes * 4)    # 2 columns
+    mp = -(-ws[0] // tile.mr) * tile.mr
+    assert _nn_sched._gemm_column_chunk(mp, xs[2] * xs[3], xs[1], tile.nw * tile.lanes, "float32") > 1
+    inputs, want = list(case.inputs), case.reference()[0]
+    if residual:
+        r = rand(RNG, *want.shape)
+        spec = KernelSpec(spec.op, dict(spec.attrs, act_min=0.0), spec.inputs + (TensorType("float32", want.shape),),
+                          spec.outputs, spec.target)
+        inputs.append(r)
+        want = np.maximum(want + r, 0)
+    got = _compile_run(spec, inputs)
+    np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol)
+
+
+def test_flat_dense_strided_not_chosen_elsewhere():
+    from edgec.targets import load_target
+
+    def plan(xs, ws, strides, pads=(1, 1, 1, 1), dilations=(1, 1), target=None):
+        case = _conv("p", xs, ws, strides=strides, pads=pads, dilations=dilations)
+        spec = _spec(case)
+        if target is not None:
+            spec = KernelSpec(spec.op, spec.attrs, spec.inputs, spec.outputs, target)
+        x = te.placeholder(xs, "float32", name="x")
+        w = te.placeholder(ws, "float32", name="w")
+        return nnk._flat_dense_strided_plan(spec, x, w)
+    assert plan((1, 128, 56, 56), (128, 128, 3, 3), (2, 2)) == (16, 7, 2)     # resnet50's n39
+    assert plan((1, 256, 28, 28), (256, 256, 3, 3), (2, 2)) is None           # rows of 14
+    assert plan((1, 8, 28, 28), (8, 8, 3, 3), (1, 1)) is None                 # stride 1: _flat_dense_plan
+    assert plan((1, 8, 57, 57), (8, 8, 3, 3), (2, 2), (0, 0, 0, 0)) is None   # ow * sw < iw
+    assert plan((1, 8, 64, 64), (8, 8, 3, 3), (2, 2)) is None                 # rows of 32: whole vectors
+    assert plan((1, 8, 60, 60), (8, 8, 3, 3), (2, 2), dilations=(2, 2)) is None
+    assert plan((1, 8, 56, 56), (8, 8, 1, 1), (2, 2), (0, 0, 0, 0)) is None   # 1x1
+    assert plan((1, 8, 56, 56), (8, 8, 3, 3), (2, 2), target=load_target("x86_64-avx2")) is None

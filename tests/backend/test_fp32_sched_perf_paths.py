@@ -333,3 +333,18 @@ def test_streaming_gemv_runtime_threads(tmp_path, threads):
     with edgec.load(tmp_path / "art", threads=threads) as m:
         got = m.run({"x": x})["y"]
     np.testing.assert_allclose(got, x.astype(np.float64) @ w.astype(np.float64) + b, rtol=1e-4, atol=1e-4)
+
+
+def test_chunked_gemm_nn_matmul(tmp_path):
+    """A float matmul whose output passes ``GEMM_CHUNK_MIN_OUT_BYTES`` runs ``gemm_nn`` in column
+    chunks (``_nn_sched._gemm_column_chunk``; the k order of every sum unchanged): batch 2 of
+    [320, 64] @ [64, 1024] against numpy."""
+    a = rand(RNG, 2, 320, 64)
+    b = rand(RNG, 64, 1024)
+    tile = _nn_sched._choose_gemm_tile(320, 1024, 64, "float32", host_target())
+    mp = -(-320 // tile.mr) * tile.mr
+    np_ = -(-1024 // (tile.nw * tile.lanes)) * tile.nw * tile.lanes
+    assert _nn_sched._gemm_column_chunk(mp, np_, 64, tile.nw * tile.lanes, "float32") > 1
+    case = Case("chunked_matmul", "matmul", {}, [a, b], rtol=1e-5, atol=1e-5)
+    got = build_cases([case], tmp_path).run(case)[0]
+    np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-5, atol=1e-5)
