@@ -88,6 +88,8 @@ CASES = [
     # multipliers of 64-200 (right shifts of 23-25) to an int32 output: with the acc_bound, the
     # pre-shift would be 9-10 (weights beyond int16 once shifted): the plain form
     _dw("big_mult_i32", 16, (5, 7), 3, out="int32", scale=(64, 200), small=True, zps=(128, 0, 2 ** 31 - 1)),
+    # a tile of one pixel: resnet50-light's 7x7 depthwise on its 7x7 map without padding (1x1 out)
+    _dw("k7_on_7x7_to_1x1", 40, (7, 7), 7, pads=(0, 0, 0, 0), per_channel=False),
 ]
 
 
@@ -123,7 +125,7 @@ def _bounded(case):
 # bounded: the bias in the accumulators' initial value, acc << k from weights shifted by k (k = 0,
 # 1, 3 here; 10 for big_mult_i32: the plain form)
 CASES += [_bounded(c) for c in CASES if c.id in ("hswish_ocr_200c", "hswish_i8_3x3_19c", "shift_32", "dscnn_64c_25x5",
-                                                  "big_mult_i32")]
+                                                 "k7_on_7x7_to_1x1", "big_mult_i32")]
 
 
 @pytest.fixture(scope="module")

@@ -357,13 +357,13 @@ def _acc_tile(isa_name, xt_buf, wt_buf, acc_buf, nn, bb, y, z0, g, tw: int, kwp:
     for a in range(g["kh"]):
         wv = [tir.BufferLoad(wt_buf, [bb, a, p, R]) for p in range(kwp)]
         row = y * sh + a * dh                      # window row (input row + pt)
-        taps = tir.SeqStmt([put(i, _pair_mac(isa_name, acc[i], tir.BufferLoad(
+        taps = _seq([put(i, _pair_mac(isa_name, acc[i], tir.BufferLoad(
             xt_buf, [nn, bb, row - row0, (z0 + i) * sw + 2 * p * dw, R]), wv[p]))
             for p in range(kwp) for i in range(tw)])
         cv = zero
         for p in range(kwp):
             cv = _pair_mac(isa_name, cv, zpv, wv[p])
-        pad = tir.SeqStmt([put(i, acc[i] + cv) for i in range(tw)])
+        pad = _seq([put(i, acc[i] + cv) for i in range(tw)])
         inside = [pt <= yy * sh + a * dh < pt + h for yy in range(oh)]
         if all(inside):
             stmts.append(taps)
@@ -371,7 +371,13 @@ def _acc_tile(isa_name, xt_buf, wt_buf, acc_buf, nn, bb, y, z0, g, tw: int, kwp:
             stmts.append(pad)
         else:
             stmts.append(tir.IfThenElse(tir.all(row >= pt, row < pt + h), taps, pad))
-    return tir.SeqStmt(stmts)
+    return _seq(stmts)
+
+
+def _seq(stmts: list):
+    """A statement sequence; one statement as itself (TVM rejects a SeqStmt of length 1: a tile of
+    one pixel, e.g. a 7x7 depthwise conv on a 7x7 map without padding)."""
+    return stmts[0] if len(stmts) == 1 else tir.SeqStmt(stmts)
 
 
 def _replace_loop(sch, loop, body, reads, writes, name: str) -> None:
