@@ -612,6 +612,46 @@ def _flat_dense_strided_plan(spec: KernelSpec, x: te.Tensor, w: te.Tensor):
     return (L, P, mr) if mr * P >= 12 else None
 
 
+def _flat_dense_schedule(sch, macs: int, mr: int, P: int, L: int, red: list, c: int,
+                         block_outer: bool = False):
+    """The schedule the flat dense forms share (``_conv_flat_dense`` and its strided form): the
+    output as (batch, tiles of mr channels, blocks of P vectors of L pixels) fused into one loop
+    (``block_outer``: pixel blocks outside the channel tiles), parallel with the flat copy ``xf``
+    from the float parallel threshold; under it the accumulator tile: the input channels a loop
+    when there are taps, the taps and the mr x P tile unrolled, the lanes vectorized. Returns the
+    ``xf`` block (its copy loop is the caller's)."""
+    b_acc, b_out, b_xf = sch.get_sblock("acc"), sch.get_sblock("out"), sch.get_sblock("xf")
+    bl, ol, jl = sch.get_loops(b_out)
+    oo, oi = sch.split(ol, [None, mr])
+    jb, jv, jl2 = sch.split(jl, [None, P, L])
+    if block_outer:
+        sch.reorder(bl, jb, oo, oi, jv, jl2)
+        outer = sch.fuse(bl, jb, oo)
+    else:
+        sch.reorder(bl, oo, jb, oi, jv, jl2)
+        outer = sch.fuse(bl, oo, jb)
+    sch.compute_at(b_acc, outer)
+    if macs >= _ns.parallel_min_macs("float32"):
+        sch.parallel(outer)
+        xl = sch.get_loops(b_xf)
+        sch.parallel(sch.fuse(xl[0], xl[1]))
+    loops = sch.get_loops(b_acc)
+    at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(outer)))
+    # (channels, [the block: one], vectors, lanes, [rc], [ry], [rx]) under the fused loop
+    under = loops[at + 1:]
+    a_sp, a_l, a_r = under[:-len(red) - 1], under[-len(red) - 1], under[-len(red):]
+    sch.reorder(*a_r, *a_sp, a_l)
+    for lp in (a_r[1:] if c > 1 else a_r) + list(a_sp):
+        sch.unroll(lp)
+    sch.vectorize(a_l)
+    sch.decompose_reduction(b_acc, a_r[0])
+    ol2 = sch.get_loops(b_out)
+    sch.unroll(ol2[-3])
+    sch.unroll(ol2[-2])
+    sch.vectorize(ol2[-1])
+    return b_xf
+
+
 def _conv_flat_dense_strided(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, out_shape, out_dtype: str, L: int,
                              P: int, mr: int):
     """``_conv_flat_dense`` over the stride phases of the input. Tap (ky, kx) reads input row
@@ -664,38 +704,11 @@ def _conv_flat_dense_strided(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, ou
     out = te.compute((n, oc, hw), out_f, name="out")
 
     def schedule(sch, _spec):
-        b_acc, b_out, b_xf = sch.get_sblock("acc"), sch.get_sblock("out"), sch.get_sblock("xf")
-        bl, ol, jl = sch.get_loops(b_out)
-        oo, oi = sch.split(ol, [None, mr])
-        jb, jv, jl2 = sch.split(jl, [None, P, L])
-        if FLAT_DENSE_STRIDED_BLOCK_OUTER:
-            sch.reorder(bl, jb, oo, oi, jv, jl2)
-            outer = sch.fuse(bl, jb, oo)
-        else:
-            sch.reorder(bl, oo, jb, oi, jv, jl2)
-            outer = sch.fuse(bl, oo, jb)
-        sch.compute_at(b_acc, outer)
-        par = n * oc * hw * c * kh * kw >= _ns.parallel_min_macs("float32")
-        xl = sch.get_loops(b_xf)
-        if par:
-            sch.parallel(outer)
-            sch.parallel(sch.fuse(xl[0], xl[1]))
+        b_xf = _flat_dense_schedule(sch, n * oc * hw * c * kh * kw, mr, P, L, red, c,
+                                    block_outer=FLAT_DENSE_STRIDED_BLOCK_OUTER)
         # the copy by output rows (a strided gather of an input row, vectorized)
-        _, xc = sch.split(xl[-1], [None, ow])
+        _, xc = sch.split(sch.get_loops(b_xf)[-1], [None, ow])
         sch.vectorize(xc)
-        loops = sch.get_loops(b_acc)
-        at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(outer)))
-        under = loops[at + 1:]
-        a_sp, a_l, a_r = under[:-len(red) - 1], under[-len(red) - 1], under[-len(red):]
-        sch.reorder(*a_r, *a_sp, a_l)
-        for lp in (a_r[1:] if c > 1 else a_r) + list(a_sp):
-            sch.unroll(lp)
-        sch.vectorize(a_l)
-        sch.decompose_reduction(b_acc, a_r[0])
-        ol2 = sch.get_loops(b_out)
-        sch.unroll(ol2[-3])
-        sch.unroll(ol2[-2])
-        sch.vectorize(ol2[-1])
     ins = [x, w] + ([b] if b is not None else []) + ([res] if res is not None else [])
     func = scheduled(spec, ins, [out], schedule)
     return _param_shapes(func, {}, ins, res, out_shape)
@@ -738,38 +751,12 @@ def _conv_flat_dense(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, out_shape,
     out = te.compute((n, oc, hw), out_f, name="out")
 
     def schedule(sch, _spec):
-        b_acc, b_out, b_xf = sch.get_sblock("acc"), sch.get_sblock("out"), sch.get_sblock("xf")
-        bl, ol, jl = sch.get_loops(b_out)
-        oo, oi = sch.split(ol, [None, mr])
-        jb, jv, jl2 = sch.split(jl, [None, P, L])
-        sch.reorder(bl, oo, jb, oi, jv, jl2)
-        outer = sch.fuse(bl, oo, jb)
-        sch.compute_at(b_acc, outer)
-        par = n * oc * hw * c * kh * kw >= _ns.parallel_min_macs("float32")
-        if par:
-            sch.parallel(outer)
-            xl = sch.get_loops(b_xf)
-            sch.parallel(sch.fuse(xl[0], xl[1]))
-        loops = sch.get_loops(b_acc)
-        at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(outer)))
-        # (channels, [the block: one], vectors, lanes, [rc], [ry], [rx]) under the fused loop
-        under = loops[at + 1:]
-        a_sp, a_l, a_r = under[:-len(red) - 1], under[-len(red) - 1], under[-len(red):]
-        sch.reorder(*a_r, *a_sp, a_l)
-        # the input channels stay a loop when there are taps, the taps and the tile unrolled
-        for lp in (a_r[1:] if c > 1 else a_r) + list(a_sp):
-            sch.unroll(lp)
-        sch.vectorize(a_l)
-        sch.decompose_reduction(b_acc, a_r[0])
+        b_xf = _flat_dense_schedule(sch, n * oc * hw * c * kh * kw, mr, P, L, red, c)
         xl = sch.get_loops(b_xf)[-1]
         parts = [v for v in (front, hw, flen - front - hw) if v > 0]
         for lp in (sch.loop_partition(xl, parts[:-1] + [None]) if len(parts) > 1 else [xl]):
             if (_extent(sch, lp) or 1) > 1:
                 sch.vectorize(lp)
-        ol2 = sch.get_loops(b_out)
-        sch.unroll(ol2[-3])
-        sch.unroll(ol2[-2])
-        sch.vectorize(ol2[-1])
     ins = [x3, w] + ([b] if b is not None else []) + ([res] if res is not None else [])
     func = scheduled(spec, ins, [out], schedule)
     return _param_shapes(func, {0: _ints(x.shape)}, ins, res, out_shape)
