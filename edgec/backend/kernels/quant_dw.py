@@ -375,15 +375,17 @@ def _acc_tile(isa_name, xt_buf, wt_buf, acc_buf, nn, bb, y, z0, g, tw: int, kwp:
 
 
 def _seq(stmts: list):
-    """A statement sequence; one statement as itself (TVM rejects a SeqStmt of length 1: a tile of
-    one pixel, e.g. a 7x7 depthwise conv on a 7x7 map without padding)."""
+    """A statement sequence without its None entries; one statement as itself (TVM rejects a
+    SeqStmt of length 1: a tile of one pixel, e.g. a 7x7 depthwise conv on a 7x7 map without
+    padding)."""
+    stmts = [st for st in stmts if st is not None]
     return stmts[0] if len(stmts) == 1 else tir.SeqStmt(stmts)
 
 
-def _replace_loop(sch, loop, body, reads, writes, name: str) -> None:
+def _replace_loop(sch, loop, body, reads, writes, name: str, alloc=None) -> None:
     """Replace ``loop`` (and the blocks under it) by one opaque block running ``body``, declared
     to read / write the whole of ``reads`` / ``writes`` (the last schedule step: nothing is moved
-    after it)."""
+    after it); ``alloc``: buffers the block allocates (quant_dw_rows' rings)."""
     def region(buf):
         if isinstance(buf, tuple) and isinstance(buf[1], list):   # (buffer, [Range per dimension])
             return tir.BufferRegion(buf[0], buf[1])
@@ -392,7 +394,8 @@ def _replace_loop(sch, loop, body, reads, writes, name: str) -> None:
             rng = [tvm.ir.Range.from_min_extent(v, 1) for v in lead]
             return tir.BufferRegion(buf, rng + [tvm.ir.Range(0, d) for d in buf.shape[len(lead):]])
         return tir.BufferRegion(buf, [tvm.ir.Range(0, d) for d in buf.shape])
-    blk = tvm.s_tir.SBlock([], [region(b) for b in reads], [region(b) for b in writes], name, body)
+    blk = tvm.s_tir.SBlock([], [region(b) for b in reads], [region(b) for b in writes], name, body,
+                           alloc_buffers=alloc or None)
     realize = tvm.s_tir.SBlockRealize([], tir.const(True, "bool"), blk)
     lv = tir.Var("u", "int32")
     sch.state.replace(sch.get_sref(loop), tir.For(lv, 0, 1, tir.ForKind.SERIAL, realize))

@@ -46,6 +46,7 @@ import tvm
 from tvm import te
 
 from ._nn_sched import PARALLEL_MIN_MACS, cast
+from .quant_dw import _flat, _pair_mac, _replace_loop, _seq
 from .quant_isa import Isa
 
 tir = tvm.tirx
@@ -179,48 +180,11 @@ def _epilogue_vec(a, attrs, m, n, L: int, hi32: bool):
     return tir.Cast(f"{odt}x{L}", r)
 
 
-def _pair_mac(isa_name: str, c, a16, w32, L: int):
-    """c + pair_dot(a, w) per int32 lane: one ``vpdpwssds`` (VNNI) / ``vpmaddwd`` + ``vpaddd``."""
-    b16 = tir.reinterpret(f"int16x{2 * L}", w32)
-    if isa_name == "vnni":
-        return tir.call_llvm_pure_intrin(f"int32x{L}", "llvm.x86.avx512.vpdpwssds.512", c, a16, b16)
-    return c + tir.call_llvm_pure_intrin(f"int32x{L}", "llvm.x86.avx2.pmadd.wd", a16, b16)
-
-
 # -- TIR helpers ------------------------------------------------------------------------------------
-
-def _flat(buf, name: str):
-    size = 1
-    for d in buf.shape:
-        size *= int(d)
-    flat = tir.decl_buffer((size,), buf.dtype, name=name)
-    return flat, tir.DeclBuffer(flat, data=buf.data)
-
-
-def _replace_loop(sch, loop, body, reads, writes, name: str, alloc=None) -> None:
-    """Replace ``loop`` (and the blocks under it) by one opaque block running ``body``, declared to
-    read / write ``reads`` / ``writes``: a buffer (all of it) or (buffer, leading indices)."""
-    def region(buf):
-        if isinstance(buf, tuple):
-            buf, lead = buf
-            rng = [tvm.ir.Range.from_min_extent(v, 1) for v in lead]
-            return tir.BufferRegion(buf, rng + [tvm.ir.Range(0, d) for d in buf.shape[len(lead):]])
-        return tir.BufferRegion(buf, [tvm.ir.Range(0, d) for d in buf.shape])
-    blk = tvm.s_tir.SBlock([], [region(b) for b in reads], [region(b) for b in writes], name, body,
-                           alloc_buffers=alloc or None)
-    realize = tvm.s_tir.SBlockRealize([], tir.const(True, "bool"), blk)
-    lv = tir.Var("u", "int32")
-    sch.state.replace(sch.get_sref(loop), tir.For(lv, 0, 1, tir.ForKind.SERIAL, realize))
-
 
 def _for(name, extent, body_fn):
     v = tir.Var(name, "int32")
     return tir.For(v, 0, extent, tir.ForKind.SERIAL, body_fn(v))
-
-
-def _seq(stmts):
-    stmts = [s for s in stmts if s is not None]
-    return stmts[0] if len(stmts) == 1 else tir.SeqStmt(stmts)
 
 
 CHUNKS = 16     # groups of planes (parallel tasks), each with one ring allocation
@@ -493,7 +457,7 @@ def _plane(isa_name, x_buf, w_buf, b_buf, mt, nt, out_buf, nn, cc, g, attrs, geo
             for p in range(geo.kwp):
                 col = 2 * ox0 + (4 * p if sw == 1 else 2 * p)
                 v = tir.BufferLoad(ring, [slot, tir.Ramp(col, 1, geo.V)])
-                acc = _pair_mac(isa_name, acc, v, wv[a, p], L)
+                acc = _pair_mac(isa_name, acc, v, wv[a, p])
         if bias is not None and not quads:
             acc = acc + bias
         return _epilogue_vec(acc, attrs, m, n, L, hi32)
