@@ -42,8 +42,8 @@ import tvm
 from tvm import te
 
 from ._nn_sched import cast, conv_direct, dense_nt, dtype_of, gemm_nn, scheduled
-from .common import placeholder, prim_func
-from .elementwise import is_nan, pointwise
+from .common import PARALLEL_MIN_ELEMS, placeholder, prim_func
+from .elementwise import flat_prim_func, is_nan, pointwise
 from .matrix import DENSE_GEMM_MIN_ROWS, _bcast_index
 from .nn import conv_problem
 from .quant_conv import conv_isa, conv_isa_fits, dense_gemv_fits, dense_gemv_isa, dense_isa, matmul_isa
@@ -527,8 +527,6 @@ def _qmul_rows(spec: KernelSpec, split, body):
     row, the row is vectorized (16-lane blocks and LLVM's loop vectorizer for a tail), rows split
     across threads when the output is large. The flat pointwise form decomposes every lane's flat
     index to find its row (a gather per vector)."""
-    from .common import PARALLEL_MIN_ELEMS
-    from .elementwise import flat_prim_func
     rows, cols, full = split
     names = ("a", "b")
     big = te.placeholder((rows, cols), spec.inputs[full].dtype, name=names[full])
