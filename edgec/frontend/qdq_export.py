@@ -23,7 +23,8 @@ own integer kernels (DequantizeLinear on each input, the float op, QuantizeLinea
              with its default attributes reproduces the table exactly; else the table itself:
              Gather(table, Cast<int32>(x)) (rotated by 128 for int8 inputs: negative indices wrap)
     requantize           DQ(x, s_in, z_in) -> [clamp] -> Q(s_out, z_out)
-    cast+reduce_sum+requantize (the pass's global_avg_pool)  DQ -> GlobalAveragePool -> Q
+    qglobal_avg_pool     DQ -> GlobalAveragePool -> [clamp] -> Q (also cast+reduce_sum+requantize,
+                         the pass's form before session 7, in saved IR files)
     quantize / dequantize                                    QuantizeLinear / DequantizeLinear
     reshape, transpose, concat, slice, split, max_pool, clip, gather, depth/space_to_... on
     integers: the same ONNX op on the integer tensor (exact); global_max_pool: ReduceMax
@@ -72,7 +73,7 @@ IR_FORMAT = "edgec-ir"
 IR_VERSION = 1
 
 QUANT_OPS = frozenset({"quantize", "dequantize", "requantize", "qconv", "qdense", "qdense_dequant", "qmatmul", "qadd",
-                       "qmul", "qlut"})
+                       "qmul", "qlut", "qglobal_avg_pool"})
 _INT8 = ("uint8", "int8")
 _IDENTITY = (2 ** 30, 1)     # quantize_multiplier(1.0): the exact identity requantization
 # ops that only move or select integers: their 8-bit input and output share the qparams
@@ -517,6 +518,30 @@ class _Exporter:
         y = self.clamp(y, a["qmin"], a["qmax"], s_o, z_o, odt, base)
         self.q(y, n.outputs[0], s_o, z_o, odt, base)
 
+    def global_avg_pool(self, n: Node) -> None:
+        """qglobal_avg_pool: DQ(x) -> GlobalAveragePool -> [clamp] -> Q. The input's own scale when
+        the multiplier was made of it (s_x / (count s_y)), else the scale the multiplier implies."""
+        from ..quant.qmath import multiplier_value
+        a = n.attrs
+        base = n.name or n.outputs[0]
+        s_o, z_o, odt = self.out_q(n)
+        x = n.inputs[0]
+        count = int(np.prod(self.g.values[x].shape[2:]))
+        m = multiplier_value(_tuple(a["multiplier"])[0], _tuple(a["shift"])[0])
+        try:
+            s_in, z_in = self.act(x)
+        except QdqExportError:
+            s_in = None
+        else:
+            if z_in != a["x_zero_point"] or abs(s_in / (count * s_o) - m) > 1e-6 * m:
+                s_in = None
+        if s_in is None:
+            s_in = float(np.float32(m * count * s_o))
+        y = self.fresh(f"{base}_y")
+        self.w.emit("GlobalAveragePool", [self.dq(x, s_in, a["x_zero_point"], None, f"{base}_x")], [y], base)
+        y = self.clamp(y, a["qmin"], a["qmax"], s_o, z_o, odt, base)
+        self.q(y, n.outputs[0], s_o, z_o, odt, base)
+
     def lut_float_op(self, n: Node) -> str | None:
         """The original unary op whose default-attribute table is exactly this qlut's, or None."""
         from ..ir.ops import get as get_op
@@ -633,6 +658,8 @@ class _Exporter:
             self.qlut(n)
         elif op == "requantize":
             self.requantize(n)
+        elif op == "qglobal_avg_pool":
+            self.global_avg_pool(n)
         elif op == "quantize":
             self.quantize(n)
         elif op == "dequantize":

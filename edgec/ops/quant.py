@@ -260,6 +260,29 @@ def requantize(x, *, in_zero_point, multiplier, shift, out_zero_point, qmin, qma
     return (_requant(acc, multiplier, shift, out_zero_point, qmin, qmax, out_dtype),)
 
 
+def _qgap_infer(inputs, attrs):
+    (x,) = inputs
+    _check_act("qglobal_avg_pool", "input", x.dtype)
+    _check_requant("qglobal_avg_pool", attrs)
+    if len(x.shape) < 3:
+        raise ValueError(f"qglobal_avg_pool: input must be [N, C, spatial...], got shape {list(x.shape)}")
+    _zp_ok("qglobal_avg_pool", "x_zero_point", attrs["x_zero_point"], x.dtype)
+    if _size(x.shape[2:]) * 255 >= 2 ** 31:
+        raise ValueError(f"qglobal_avg_pool: {_size(x.shape[2:])} positions per channel overflow the int32 sum")
+    return [(attrs["out_dtype"], tuple(x.shape[:2]) + (1,) * (len(x.shape) - 2))]
+
+
+@register("qglobal_avg_pool", group="quant", infer=_qgap_infer, attrs={"x_zero_point": REQUIRED, **_REQ_ATTRS})
+def qglobal_avg_pool(x, *, x_zero_point, multiplier, shift, out_zero_point, qmin, qmax, out_dtype):
+    """y[n, c] = requantize(sum over the spatial positions of (x[n, c, ...] - x_zero_point),
+    multiplier, shift, ...): the integer global average pool (multiplier / 2^n = s_x / (count s_y));
+    the sum is int32 (count * 255 < 2^31), one rounding; output [N, C, 1, ...]"""
+    axes = tuple(range(2, x.ndim))
+    count = _size(x.shape[2:])
+    acc = x.astype(np.int64).sum(axis=axes, keepdims=True) - np.int64(count) * np.int64(x_zero_point)
+    return (_requant(acc, multiplier, shift, out_zero_point, qmin, qmax, out_dtype),)
+
+
 # -- qconv / qdense / qmatmul ----------------------------------------------------------------------
 
 def _weights_bias(op, w, bias, m):

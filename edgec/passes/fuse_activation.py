@@ -51,7 +51,7 @@ def _bounds(node) -> tuple[float | None, float | None] | None:
 FUSE_RESIDUAL = True
 # ops of an int8 graph (edgec.frontend.qdq_export.QUANT_OPS): such graphs keep their adds apart
 _INT8_OPS = frozenset({"quantize", "dequantize", "requantize", "qconv", "qdense", "qdense_dequant", "qmatmul",
-                       "qadd", "qmul", "qlut"})
+                       "qadd", "qmul", "qlut", "qglobal_avg_pool"})
 
 
 def _fuse_residual(g: Graph) -> Graph:

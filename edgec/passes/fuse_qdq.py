@@ -19,7 +19,7 @@ A graph without ``quantize`` / ``dequantize`` nodes is returned unchanged.
 | DQ(a), DQ(b) -> add / mul [-> relu/clip] -> Q | qadd / qmul; a one-element constant operand: qlut of the other (exact) |
 | DQ(x...) -> concat -> Q | concat (inputs with other qparams requantized first) |
 | DQ(x) -> reshape / transpose / max_pool / global_max_pool / slice / depth_to_space / space_to_depth -> Q | the same op on integers (+ requantize when Q's qparams differ) |
-| DQ(x) -> global_avg_pool -> Q | cast, reduce_sum, requantize |
+| DQ(x) -> global_avg_pool -> Q | qglobal_avg_pool |
 | DQ(x) -> avg_pool -> Q | depthwise qconv with all-one weights (count_include_pad or no padding) |
 | DQ(x) -> unary elementwise f (sigmoid, hard_swish, relu, clip, ...) -> Q | qlut ``table[i] = quantize(f(dequantize(i)))`` |
 
@@ -574,16 +574,14 @@ def rule_global_avg_pool(f: _Fuser, node: Node):
     qn, _, s_o, z_o, odt = f.out_q(node, allow_act=False)
     shape = f.value(xq).shape
     count = int(np.prod(shape[2:]))
-    if count * 256 >= 2 ** 31:
+    if count * 255 >= 2 ** 31:
         raise NotFusable("spatial size too large for an int32 sum")
     out: list[Node] = []
-    c = f.node(out, "cast", [xq], {"to": "int32"}, name=f"{node.name}_cast")
-    acc = f.node(out, "reduce_sum", [c], {"axes": tuple(range(2, len(shape))), "keepdims": 1}, name=f"{node.name}_sum")
     lo, hi = qrange(odt)
-    f.node(out, "requantize", [acc], {"in_zero_point": count * z_i,
-                                      **_req([_mult(s_i / (count * s_o))], z_o, lo, hi, odt)},
+    f.node(out, "qglobal_avg_pool", [xq], {"x_zero_point": z_i,
+                                           **_req([_mult(s_i / (count * s_o))], z_o, lo, hi, odt)},
            outputs=[qn.outputs[0]], name=node.name)
-    return out, [qn], "requantize"
+    return out, [qn], "qglobal_avg_pool"
 
 
 def rule_avg_pool(f: _Fuser, node: Node):

@@ -582,20 +582,17 @@ def rule_lut(ctx: _Ctx, node: Node) -> list[Node]:
 
 
 def rule_global_avg_pool(ctx: _Ctx, node: Node) -> list[Node]:
-    """mean = requantize(sum_int32(x) - count * z_in, s_in / (count * s_out)): cast, reduce_sum, requantize."""
+    """mean = requantize(sum_int32(x - z_in), s_in / (count * s_out)): one qglobal_avg_pool."""
     xq = ctx.q(node.inputs[0])
     s_i, z_i = ctx.qp(xq)
     s_o, z_o = ctx.act_qparams(node.outputs[0])
     xv = ctx.b.values[xq]
-    axes = tuple(range(2, len(xv.shape)))
     count = int(np.prod(xv.shape[2:]))
     if count * 255 >= 2 ** 31:
         raise NotQuantizable("spatial size too large for an int32 sum")
-    (c32,) = ctx.b.emit("cast", [xq], {"to": "int32"}, name=f"{node.name}_cast")
-    (acc,) = ctx.b.emit("reduce_sum", [c32], {"axes": axes, "keepdims": 1}, name=f"{node.name}_sum")
     m, sh = _mult(s_i / (count * s_o))
-    attrs = {"in_zero_point": count * z_i, **_req_attrs([m], [sh], z_o, ctx.lo, ctx.hi, ctx.dt)}
-    ctx.emit_q("requantize", [acc], attrs, node.outputs[0], s_o, z_o, node.name)
+    attrs = {"x_zero_point": z_i, **_req_attrs([m], [sh], z_o, ctx.lo, ctx.hi, ctx.dt)}
+    ctx.emit_q("qglobal_avg_pool", [xq], attrs, node.outputs[0], s_o, z_o, node.name)
     return []
 
 

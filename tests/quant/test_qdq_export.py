@@ -303,9 +303,43 @@ def test_global_avg_pool(tmp_path, target):
     model = make_model([h.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
                         h.make_node("GlobalAveragePool", ["c"], ["y"])],
                        {"x": (T.FLOAT, [1, 3, 7, 7])}, {"y": (T.FLOAT, [1, 5, 1, 1])}, {"w": rand(rng, (5, 3, 3, 3))})
-    _, proto, _ = check(model, tmp_path, ["qconv", "reduce_sum", "requantize"], target, label="global_avg_pool")
+    qg, proto, _ = check(model, tmp_path, ["qconv", "qglobal_avg_pool"], target, label="global_avg_pool",
+                         forbid_ops=("cast", "reduce_sum", "requantize"))
     ops = onnx_ops(proto)
     assert "GlobalAveragePool" in ops and "ReduceSum" not in ops and "Cast" not in ops
+    # the pass's form before the fused op (cast -> reduce_sum -> requantize), as IR files saved by
+    # earlier versions hold it: exported as the same GlobalAveragePool
+    old = _unfused_gap(qg)
+    assert {n.op for n in old.nodes} >= {"cast", "reduce_sum", "requantize"}
+    path = tmp_path / "gap_old.onnx"
+    proto_old = export_qdq(old, path)
+    assert onnx_ops(proto_old) == ops
+    feeds = feeds_for(model, np.random.default_rng(100), 4)
+    compare(old, path, feeds, [run_graph(qg, f) for f in feeds], f"global_avg_pool (3-node form) {ACT[target]}",
+            min_equal=0.9)
+
+
+def _unfused_gap(qg):
+    """qg with each qglobal_avg_pool written as cast<int32> -> reduce_sum -> requantize."""
+    from edgec.ir.graph import Graph, Node, Value
+    values = dict(qg.values)
+    nodes = []
+    for n in qg.nodes:
+        if n.op != "qglobal_avg_pool":
+            nodes.append(n)
+            continue
+        x = values[n.inputs[0]]
+        count = int(np.prod(x.shape[2:]))
+        c32, acc = f"{n.name}_cast_out", f"{n.name}_sum_out"
+        values[c32] = Value(c32, "int32", x.shape)
+        values[acc] = Value(acc, "int32", tuple(x.shape[:2]) + (1,) * (len(x.shape) - 2))
+        a = dict(n.attrs)
+        nodes += [Node("cast", (n.inputs[0],), (c32,), {"to": "int32"}, name=f"{n.name}_cast"),
+                  Node("reduce_sum", (c32,), (acc,), {"axes": tuple(range(2, len(x.shape))), "keepdims": 1},
+                       name=f"{n.name}_sum"),
+                  Node("requantize", (acc,), tuple(n.outputs),
+                       {"in_zero_point": count * a.pop("x_zero_point"), **a}, name=n.name)]
+    return Graph(nodes, values, qg.inputs, qg.outputs, qg.name, qg.meta)
 
 
 @pytest.mark.parametrize("op", ["Sigmoid", "HardSwish", "Tanh"])
@@ -686,7 +720,8 @@ def test_ppocr_classifier(repo_root, tmp_path, target):
     feeds = [{"x": x} for x in img(4)]
     stats = layerwise(qg, feeds[:2], f"PP-OCR {ACT[target]}")
     # (no qlut: the 18 hard swishes are fused into their convs, exported as Conv -> HardSwish -> Q)
-    assert {k.split()[0] for k in stats} >= {"qconv", "qadd", "qmul", "max_pool", "requantize", "qdense_dequant"}
+    assert {k.split()[0] for k in stats} >= {"qconv", "qadd", "qmul", "max_pool", "qglobal_avg_pool",
+                                              "qdense_dequant"}
     assert ops.count("HardSwish") == 18
     for k, (eq, tot, mx) in stats.items():
         # the qconvs with a fused hard swish round once from a fixed-point pre-activation (10

@@ -236,7 +236,7 @@ def test_expected_integer_ops(tmp_path, monkeypatch):
     monkeypatch.delenv(ROUNDING_ENV, raising=False)
     """The patterns map to the documented ops: conv+relu -> qconv with the relu in its clamp,
     gemm -> qdense, matmul with a constant -> qdense (through reshapes), activation matmul ->
-    qmatmul, add/mul -> qadd/qmul, avg pool -> depthwise qconv, global pool -> requantize,
+    qmatmul, add/mul -> qadd/qmul, avg pool -> depthwise qconv, global pool -> qglobal_avg_pool,
     hardsigmoid -> qlut, reshape/flatten/transpose/max_pool on integers."""
     ops = {}
     for name in ("conv_relu", "matmuls", "add_mul_concat", "residual"):
@@ -246,7 +246,7 @@ def test_expected_integer_ops(tmp_path, monkeypatch):
     assert ops["conv_relu"] == ["quantize", "qconv", "max_pool", "reshape", "qdense", "dequantize"]
     assert {"qdense", "qmatmul", "transpose", "reshape"} <= set(ops["matmuls"])
     assert {"qadd", "qmul", "concat", "qconv", "requantize", "reshape"} <= set(ops["add_mul_concat"])
-    assert {"qadd", "qmul", "qlut", "requantize"} <= set(ops["residual"])
+    assert {"qadd", "qmul", "qlut", "qglobal_avg_pool"} <= set(ops["residual"])
     for o in ops.values():
         assert not set(o) & FLOAT_LINEAR
 

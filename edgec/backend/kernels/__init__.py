@@ -11,7 +11,7 @@ import importlib
 
 from .registry import KERNELS, KernelSpec, TensorType, kernel  # noqa: F401
 
-GROUPS = ("elementwise", "tensor", "reduce", "matrix", "nn", "quant")
+GROUPS = ("elementwise", "tensor", "reduce", "matrix", "nn", "quant", "quant_pool")
 IMPORT_ERRORS: dict[str, str] = {}
 
 for _group in GROUPS:
