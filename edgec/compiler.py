@@ -439,8 +439,20 @@ def _blob_model(g: Graph, plan: MemoryPlan, lib):
     tensors: list = []
     inputs, outputs = set(g.inputs), set(g.outputs)
 
+    packed = lib.constants
+
     def tensor(name: str) -> int:
         if name in index:
+            return index[name]
+        if name in packed:
+            # a constant stored in its kernel's layout (edgec.backend.build.node_packing); the
+            # original is written only if some other call reads it
+            p = packed[name]
+            t = BlobTensor(name=name, dtype=str(p.data.dtype), shape=tuple(int(d) for d in p.data.shape),
+                           storage="const", is_input=False, is_output=False, offset=0, nbytes=p.nbytes,
+                           data=p.data.tobytes())
+            index[name] = len(tensors)
+            tensors.append(t)
             return index[name]
         v = g.values[name]
         if v.const is not None:
@@ -472,6 +484,19 @@ def build_report(graph: Graph, exec_graph: Graph, plan: MemoryPlan, lib, tgt: Ta
     """The bill of materials: per layer and for the whole model, from the plan and the built objects."""
     layers = []
     calls = {id(n): c for n, c in zip(exec_graph.nodes, lib.calls)}
+    packed = lib.constants
+
+    def const_arg(name: str):
+        """(elements, bytes) of a constant kernel argument as the blob stores it, else None."""
+        if name in packed:
+            return int(packed[name].data.size), packed[name].nbytes
+        v = graph.values.get(name)
+        return (v.size, v.nbytes) if v is not None and v.const is not None else None
+
+    def weight_bytes(n, call, ins) -> int:
+        if call is None:
+            return sum(v.nbytes for v in ins if v is not None and v.const is not None)
+        return sum(c[1] for a in call.args[:len([i for i in n.inputs if i])] if (c := const_arg(a)) is not None)
     for n in graph.nodes:
         opdef = get_op(n.op)
         ins = [graph.values[i] if i else None for i in n.inputs]
@@ -482,15 +507,16 @@ def build_report(graph: Graph, exec_graph: Graph, plan: MemoryPlan, lib, tgt: Ta
             "name": n.name, "op": n.op,
             "kernel": call.kernel if call else None,
             "macs": macs,
-            "weight_bytes": sum(v.nbytes for v in ins if v is not None and v.const is not None),
+            "weight_bytes": weight_bytes(n, call, ins),
             "output_bytes": sum(v.nbytes for v in outs),
             "kernel_code_bytes": int(lib.code_bytes.get(call.kernel, 0)) if call else 0,
             "output_shapes": [list(v.shape) for v in outs],
             "alias": call is None,
         })
-    consts = {i for n in exec_graph.nodes for i in n.inputs if i and graph.values[i].const is not None}
-    const_bytes = sum(graph.values[c].nbytes for c in consts)
-    params = sum(graph.values[c].size for c in consts)
+    # what the blob stores: the constants the calls read (pre-packed ones in their packed form)
+    consts = {a: c for call in lib.calls for a in call.args if (c := const_arg(a)) is not None}
+    const_bytes = sum(c[1] for c in consts.values())
+    params = sum(c[0] for c in consts.values())
     code = sum(int(v) for v in lib.code_bytes.values())
     return {
         "model": graph.name, "target": tgt.name, "edgec_version": __version__,

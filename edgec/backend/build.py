@@ -20,6 +20,17 @@ Steps
 4. ``kernel_glue.c`` is written and, for hosted targets, linked with the objects by
    ``target.cc`` into ``kernels.so``.
 
+Pre-packed constants (``node_packing``, ``KernelLibrary.constants``)
+   Kernels that would re-pack a weight on every call (int8 ``conv_isa`` / ``dense_isa`` on VNNI)
+   read it stored in their layout instead: a per-op rule (``kernels.quant_conv.PREPACK``) maps an
+   unpacked spec to ``{input index: Packing}`` (layout name, packed type, numpy packing function,
+   attrs ``w_layout`` / ``w_shape`` telling the generator). It applies to graph constants only;
+   the spec's input type becomes the packed one, the call's argument the packed constant
+   ``<constant>#<layout>`` (one per constant and layout, shared by the calls that read it), which
+   ``edgec.compiler._blob_model`` writes instead of the original (the original only if another
+   call reads it). The graph, the reference and ``quantized_graph.npz`` keep the originals.
+   ``EDGEC_PREPACK=0`` (or ``build_kernels(prepack=False)``) turns it off: same bits.
+
 Workspace (``KernelLibrary.workspace_bytes``)
    Measured, not estimated: after the host lowering passes (``LowerTVMBuiltin``) every
    buffer TVM moves off the stack is a ``TVMBackendAllocWorkspace(dev, id, nbytes, ..)``
@@ -49,6 +60,7 @@ Code size (``KernelLibrary.code_bytes``)
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import struct
@@ -56,7 +68,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +243,23 @@ def c_kernel_source(src: str, name: str) -> str:
 class KernelCall:
     kernel: str
     args: tuple[str, ...]
+    # constant inputs stored pre-packed: (input index, layout name) pairs; the arg at that input's
+    # position is then the packed constant's name (``packed_name``, in KernelLibrary.constants)
+    packed: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PackedConst:
+    """A constant stored in a kernel's layout (pre-packed): ``source`` (the graph constant it is
+    made from), ``layout``, and the packed array (what the artifact stores)."""
+    name: str
+    source: str
+    layout: str
+    data: Any            # numpy array
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
 
 
 @dataclass
@@ -250,6 +279,8 @@ class KernelLibrary:
     emit: str = "shared"
     header: Path | None = None   # kernels/edgec_kernel.h (emit c)
     tuned_nodes: int = 0         # nodes whose kernel uses tuning records' choices
+    # pre-packed constants by name (the calls' args refer to them; see node_packing)
+    constants: dict[str, PackedConst] = field(default_factory=dict)
 
 
 @dataclass
@@ -270,8 +301,48 @@ def _cache_key(job: "_Job", emit: str = "shared") -> str:
     return f"{job.spec.key()}|{job.name}" + (f"|c-source-{C_SOURCE_VERSION}" if emit == "c" else "")
 
 
-def node_spec(graph, node, target):
-    """The KernelSpec of ``node`` in ``graph`` for ``target``."""
+def prepack_enabled() -> bool:
+    """Compile-time weight packing is on unless ``EDGEC_PREPACK=0`` (for measurements: the
+    kernels then pack their weights on every call, as before; the same bits)."""
+    return os.environ.get("EDGEC_PREPACK", "1") != "0"
+
+
+def packed_name(source: str, layout: str) -> str:
+    """Name of the pre-packed form of constant ``source`` (one per constant and layout: nodes
+    reading the same constant in the same layout share it)."""
+    return f"{source}#{layout}"
+
+
+def node_packing(graph, node, target, prepack: bool | None = None):
+    """``(spec, {input index: Packing})``: the KernelSpec of ``node`` with its constant inputs that
+    a kernel reads in a packed layout replaced by the packed type (and the layout in the attrs,
+    ``kernels.quant_conv.Packing.attrs``), and those packings. Packing is a backend decision: the
+    graph keeps the original constants. It is a pure function of the unpacked spec (op, attrs,
+    types, target ISA) and applies only to graph constants. ``prepack``: None follows
+    ``prepack_enabled()``."""
+    spec = _plain_spec(graph, node, target)
+    if not (prepack_enabled() if prepack is None else prepack):
+        return spec, {}
+    from .kernels.quant_conv import prepack as prepack_rules
+    packs = {i: p for i, p in prepack_rules(spec).items()
+             if node.inputs[i] and graph.values[node.inputs[i]].const is not None}
+    if not packs:
+        return spec, {}
+    ins = list(spec.inputs)
+    attrs = dict(spec.attrs)
+    for i, p in packs.items():
+        ins[i] = p.packed
+        attrs.update(dict(p.attrs))
+    return replace(spec, attrs=attrs, inputs=tuple(ins)), packs
+
+
+def node_spec(graph, node, target, prepack: bool | None = None):
+    """The KernelSpec of ``node`` in ``graph`` for ``target`` (with its pre-packed constant
+    inputs, ``node_packing``)."""
+    return node_packing(graph, node, target, prepack)[0]
+
+
+def _plain_spec(graph, node, target):
     from .kernels.registry import KernelSpec, TensorType
     ins = []
     for name in node.inputs:
@@ -412,10 +483,12 @@ def elf_code_bytes(path: Path) -> int:
 
 
 def build_kernels(graph, target, workdir: Path, cache: KernelCache | None = None, jobs: int = 2,
-                  emit: str | None = None, records=None) -> KernelLibrary:
+                  emit: str | None = None, records=None, prepack: bool | None = None) -> KernelLibrary:
     """Compile the kernels of ``graph`` for ``target`` into ``workdir`` (see the module docstring);
     ``emit``: "shared" | "static" | "c" (None: ``default_emit(target)``); ``records``: a
-    TuningRecords (edgec.backend.tuning) whose measured choices the kernels are generated with."""
+    TuningRecords (edgec.backend.tuning) whose measured choices the kernels are generated with;
+    ``prepack``: store the weights of the packed kernels pre-packed (``node_packing``; None:
+    ``prepack_enabled()``): the calls then name the packed constants (``KernelLibrary.constants``)."""
     t0 = time.time()
     emit = check_emit(target, emit)
     ext = ".c" if emit == "c" else ".o"
@@ -430,14 +503,37 @@ def build_kernels(graph, target, workdir: Path, cache: KernelCache | None = None
     names_taken: set[str] = set()
     jobs_by_key: dict[str, _Job] = {}
     calls: list[KernelCall] = []
+    constants: dict[str, PackedConst] = {}
     for i, node in enumerate(graph.nodes):
         if node.op not in kernel_pkg.KERNELS:
             missing.append(f"  - node {_node_label(node, i)!r}: op {node.op!r}")
             calls.append(KernelCall("", ()))
             continue
-        spec = node_spec(graph, node, target)
+        spec, packs = node_packing(graph, node, target, prepack)
+        inputs = list(node.inputs)
+        for j, p in sorted(packs.items()):
+            pname = packed_name(node.inputs[j], p.layout)
+            while pname in graph.values:     # a graph value already has that name
+                pname += "#"
+            if pname not in constants:
+                src = graph.values[node.inputs[j]].const
+                data = p.pack(src)
+                if str(data.dtype) != p.packed.dtype or tuple(data.shape) != tuple(p.packed.shape):
+                    raise CompileError(f"node {_node_label(node, i)!r}: packing {node.inputs[j]!r} into layout "
+                                       f"{p.layout} gave {data.dtype}{list(data.shape)}, not "
+                                       f"{p.packed.dtype}{list(p.packed.shape)}")
+                constants[pname] = PackedConst(pname, node.inputs[j], p.layout, data)
+            inputs[j] = pname
         if records is not None:
-            spec = records.apply(spec)
+            tuned_spec = records.apply(spec)
+            if packs and not tuned_spec.tuning:
+                # records measured before the weights were stored packed (keyed by the unpacked
+                # spec): the same tile candidates, so the same choice
+                cfg = records.config_for(_plain_spec(graph, node, target))
+                if cfg:
+                    from .tuning import spec_tuning
+                    tuned_spec = replace(spec, tuning=spec_tuning(cfg))
+            spec = tuned_spec
             tuned += bool(spec.tuning)
         key = spec.key()
         if key not in jobs_by_key:
@@ -446,8 +542,8 @@ def build_kernels(graph, target, workdir: Path, cache: KernelCache | None = None
                 name = f"k_{spec.op}_{key[:32]}"
             names_taken.add(name)
             jobs_by_key[key] = _Job(name, spec, node, i)
-        args = tuple(n for n in node.inputs if n) + tuple(node.outputs)
-        calls.append(KernelCall(jobs_by_key[key].name, args))
+        args = tuple(n for n in inputs if n) + tuple(node.outputs)
+        calls.append(KernelCall(jobs_by_key[key].name, args, tuple((j, p.layout) for j, p in sorted(packs.items()))))
     if missing:
         hint = ""
         if kernel_pkg.IMPORT_ERRORS:
@@ -525,7 +621,7 @@ def build_kernels(graph, target, workdir: Path, cache: KernelCache | None = None
     return KernelLibrary(calls=calls, kernels=names, library=library, objects=objects, glue=glue,
                          code_bytes=code, workspace_bytes=max(ws.values(), default=0), kernel_workspace=ws,
                          cache_hits=hits, compiled=len(todo), seconds=time.time() - t0, emit=emit, header=header,
-                         tuned_nodes=tuned)
+                         tuned_nodes=tuned, constants=constants)
 
 
 def _link(target, glue: Path, objects: list[Path], out: Path) -> None:

@@ -33,6 +33,11 @@ schedules, which reuse the float kernels' machinery (``_nn_sched.conv_direct`` r
 uint8/int8 and computing in int32, ``gemm_nn``, ``dense_nt``, ``elementwise.pointwise``) and
 are valid on every target. qadd/qmul/requantize of 8-bit inputs compute in int32 up to the
 requantization product (bounds checked from the attributes; int64 otherwise).
+
+Pre-packed weights: the ``prepack_rule`` functions below (``quant_conv.PREPACK``) tell the build
+which constant weights a kernel reads in a packed layout (VNNI ``conv_isa`` / ``dense_isa``);
+the spec then has ``w_layout`` / ``w_shape`` and input 1 is the
+packed array (edgec/backend/build.py ``node_packing``).
 """
 from __future__ import annotations
 
@@ -46,12 +51,14 @@ from .common import PARALLEL_MIN_ELEMS, placeholder, prim_func
 from .elementwise import flat_prim_func, is_nan, pointwise
 from .matrix import DENSE_GEMM_MIN_ROWS, _bcast_index
 from .nn import conv_problem
-from .quant_conv import conv_isa, conv_isa_fits, dense_gemv_fits, dense_gemv_isa, dense_isa, matmul_isa
+from .quant_conv import (Packing, conv_isa, conv_isa_fits, conv_isa_taps, conv_w_block, conv_w_packed_shape,
+                         dense_gemv_fits, dense_gemv_isa, dense_isa, dense_w_packed_shape, matmul_isa,
+                         pack_conv_weights, pack_dense_weights, prepack_rule)
 from .quant_dw import dwconv_lanes, dwconv_lanes_fits
 from .quant_dw_rows import dwconv_rows, dwconv_rows_fits
 from .quant_isa import target_isa
 from .quant_lut import lut_vector_bytes, qlut_shuffle
-from .registry import KernelSpec, kernel
+from .registry import KernelSpec, TensorType, kernel
 
 tir = tvm.tirx
 
@@ -609,14 +616,88 @@ class _OneTable(tuple):
         return obj
 
 
+# -- compile-time weight packing (quant_conv.PREPACK): the artifact stores the weights of the
+# packed VNNI conv / dense kernels in their layout (int8, as stored); the spec then carries
+# ``w_layout`` (the layout's name) and ``w_shape`` (the weights' original shape), input 1 is the
+# packed tensor and the kernel reads it in place. AVX2 widens the weights to int16: not stored
+# packed (twice the bytes), packed per call as before.
+def _w_shape(spec: KernelSpec) -> tuple[int, ...]:
+    """The original shape of the weights (input 1), packed or not."""
+    if spec.attrs.get("w_layout"):
+        return tuple(int(d) for d in spec.attrs["w_shape"])
+    return tuple(int(d) for d in spec.inputs[1].shape)
+
+
+def _qconv_isa(spec: KernelSpec, isa) -> bool:
+    """qconv's dispatch takes conv_isa."""
+    x = spec.inputs[0]
+    return (isa is not None and bool(isa.px)
+            and conv_isa_fits(x.dtype, int(spec.attrs.get("group", 1)), len(x.shape) - 2))
+
+
+def _packing_attrs(layout: str, w_shape) -> tuple:
+    return (("w_layout", layout), ("w_shape", tuple(int(d) for d in w_shape)))
+
+
+@prepack_rule("qconv")
+def _qconv_prepack(spec: KernelSpec) -> dict[int, Packing]:
+    w = spec.inputs[1] if len(spec.inputs) > 1 else None
+    if spec.attrs.get("w_layout") or w is None:
+        return {}
+    isa = target_isa(spec.target)
+    if not _qconv_isa(spec, isa) or w.dtype != isa.w_dtype:
+        return {}
+    attrs = spec.attrs
+    c = int(spec.inputs[0].shape[1])
+    kw = int(w.shape[-1])
+    taps = conv_isa_taps(c, kw, isa)
+    # the requantization in int64 lanes (qconv below: no hi32 form) ranks the tiles differently
+    wide = not _hi32_ok(attrs) and not _acc_pre_shift(attrs)
+    blk = conv_w_block(isa, c, tuple(w.shape), attrs, tuple(spec.outputs[0].shape), wide)
+    layout = f"{isa.name}_conv{'_taps' if taps else ''}_o{blk}g{isa.group}"
+    shape = conv_w_packed_shape(isa, c, w.shape, blk)
+    return {1: Packing(layout, TensorType(w.dtype, shape), lambda a: pack_conv_weights(a, isa, taps, blk),
+                       _packing_attrs(layout, w.shape))}
+
+
+def _dense_isa_fits(spec: KernelSpec, isa) -> bool:
+    """qdense's dispatch takes the packed dense_isa (not the sparse GEMV, not the unpacked GEMV)."""
+    from .quant_sparse import _llvm_hosted, sparse_gemv_fits
+    x, w = spec.inputs[0], spec.inputs[1]
+    if isa is None or x.dtype != isa.x_dtype or len(x.shape) != 2:
+        return False
+    m, k = (int(d) for d in x.shape)
+    if w.dtype == "int8" and sparse_gemv_fits(spec.attrs, m, k) and _llvm_hosted(spec.target):
+        return False
+    return (not dense_gemv_fits(isa, m, k) and bool(isa.oc)
+            and m >= (4 if isa.name == "vnni" else 16))
+
+
+def _qdense_prepack(spec: KernelSpec) -> dict[int, Packing]:
+    w = spec.inputs[1] if len(spec.inputs) > 1 else None
+    if spec.attrs.get("w_layout") or w is None or spec.inputs[0] is None or len(w.shape) != 2:
+        return {}
+    isa = target_isa(spec.target)
+    if not _dense_isa_fits(spec, isa) or w.dtype != isa.w_dtype:
+        return {}
+    n, k = (int(d) for d in w.shape)
+    layout = f"{isa.name}_dense{isa.lanes}x{isa.group}"
+    return {1: Packing(layout, TensorType(w.dtype, dense_w_packed_shape(isa, n, k)),
+                       lambda a: pack_dense_weights(a, isa), _packing_attrs(layout, w.shape))}
+
+
+prepack_rule("qdense")(_qdense_prepack)
+prepack_rule("qdense_dequant")(_qdense_prepack)
+
+
 @kernel("qdense")
 def qdense(spec: KernelSpec):
     from .quant_sparse import sparse_qdense     # a sparse input (calibration evidence): skip its zeros
-    sparse = sparse_qdense(spec)
+    sparse = None if spec.attrs.get("w_layout") else sparse_qdense(spec)
     if sparse is not None:
         return sparse
     a = spec.attrs
-    n = int(spec.inputs[1].shape[0])
+    n = _w_shape(spec)[0]
     tables = _req_tables(a, n)
 
     def epi(acc, bias_j, j):
@@ -629,7 +710,7 @@ def qdense_dequant(spec: KernelSpec):
     """qdense's schedules (packed ISA dot products, GEMV, portable) with a float epilogue:
     y = float32(acc + bias) * scale[j], bit-exact with the reference (int32 sum, one rounding
     int32 -> float32 to nearest even, one float32 product)."""
-    n = int(spec.inputs[1].shape[0])
+    n = _w_shape(spec)[0]
     scales = [float(v) for v in _tuple(spec.attrs["scale"])]
     table = _scale_table(scales, n)
 
@@ -648,12 +729,19 @@ def _qdense_kernel(spec: KernelSpec, epilogue, tables):
     has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
     bias = placeholder(spec, 2, "bias") if has_bias else None
     m, k = (int(d) for d in x.shape)
-    n = int(w.shape[0])
+    n = _w_shape(spec)[0]
 
     def epi(acc, i, j):
         return epilogue(acc, bias[j] if bias is not None else None, j)
 
     isa = target_isa(spec.target)
+    if spec.attrs.get("w_layout"):
+        # the weights are stored in dense_isa's layout (_qdense_prepack): read in place
+        if not _dense_isa_fits(spec, isa) or spec.attrs["w_layout"] != f"{isa.name}_dense{isa.lanes}x{isa.group}":
+            raise ValueError(f"qdense: weights in layout {spec.attrs['w_layout']!r} but the kernel is not "
+                             f"dense_isa on this target")
+        out, sched = dense_isa(isa, m, n, k, x, w, epi, w_packed=True)
+        return with_tables(spec, [x, w] + ([bias] if bias is not None else []), [out], sched, tables)
     if isa is not None and str(x.dtype) != isa.x_dtype:
         isa = None
     gemv = dense_gemv_fits(isa, m, k)
@@ -720,7 +808,8 @@ def qconv(spec: KernelSpec):
     has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
     b = placeholder(spec, 2, "bias") if has_bias else None
     attrs = spec.attrs
-    oc = int(w.shape[0])
+    w_shape = _w_shape(spec)
+    oc = w_shape[0]
     tables = _req_tables(attrs, oc)
 
     def epi(acc, nn, o, sp):
@@ -731,7 +820,11 @@ def qconv(spec: KernelSpec):
     isa = target_isa(spec.target)
     out_shape = tuple(int(d) for d in spec.outputs[0].shape)
     rank = len(x.shape) - 2
-    if isa is not None and isa.px and conv_isa_fits(str(x.dtype), int(attrs.get("group", 1)), rank):
+    packed = bool(attrs.get("w_layout"))
+    if packed and not _qconv_isa(spec, isa):
+        raise ValueError(f"qconv: weights in layout {attrs['w_layout']!r} but the kernel is not conv_isa on "
+                         f"this target")
+    if _qconv_isa(spec, isa):
         # the bias is added to the int32 accumulator (the reference's acc + bias fits int32),
         # the requantization in 32-bit lanes where the shifts allow it
         hi32 = None
@@ -745,7 +838,8 @@ def qconv(spec: KernelSpec):
             hi32 = (tables[0], lambda hi, neg, o: _hi32_finish(hi, neg, attrs, o, tables, pre),
                     _hi32_low_clamp(attrs), pre)
         out, sched = conv_isa(isa, x, w, b, attrs, out_shape,
-                              lambda acc, o: _requant_node(acc, attrs, o, tables, narrow=True), hi32)
+                              lambda acc, o: _requant_node(acc, attrs, o, tables, narrow=True), hi32,
+                              w_shape=w_shape if packed else None)
     elif dwconv_rows_fits(isa, str(x.dtype), int(attrs.get("group", 1)), int(x.shape[1]), oc, rank,
                           int(w.shape[2]), int(w.shape[-1]), attrs["strides"], out_shape[-1], attrs["dilations"],
                           str(attrs["out_dtype"]), str(attrs.get("act", "none")), out_shape[-2],

@@ -4,7 +4,8 @@ Both are exact int32 accumulations followed by the epilogue that quant.py gives 
 requantization), so they are bit-exact with edgec/ops/quant.py like the portable schedules.
 
 qdense (``dense_isa``): ``acc[m, n] = sum_k x[m, k] w[n, k]`` with the weights packed into
-[ceil(N/L), ceil(K/G), L, G] (zero padded): one ``oc`` intrinsic computes L outputs x G k-steps
+[ceil(N/L), ceil(K/G), L, G] (zero padded; stored so in the artifact when they are a constant on
+VNNI, ``pack_dense_weights``, else packed per call): one ``oc`` intrinsic computes L outputs x G k-steps
 from G broadcast activations. K not a multiple of G: the activations are copied into a
 zero-padded [M, ceil(K/G)*G] buffer. Tiles of mr rows x jt vectors.
 
@@ -30,9 +31,12 @@ dilation. Positions with ``ow >= OW`` (the Wq - OW columns between rows) are com
 dropped: waste (KW-1)/Wq of the lanes for a stride-1 KxK conv, none for 1x1. A 1x1 stride-1
 conv without padding on whole groups of channels copies ``xq`` as one loop over the flat
 positions (a G-way byte interleave LLVM vectorizes), partitioned at H*W from the zero-point fill
-of the positions that pad the last tile. Weights are packed per call into
-[ceil(O/mr)*mr, C/G, KH, KW, G] (zero for padded channels); a one-channel width-tap conv with
-KW = G (DS-CNN's first conv) reads its int8 weights in place ([O, 1, KH, G] is that layout).
+of the positions that pad the last tile. Weights that are graph constants are stored pre-packed in the
+artifact (``prepack``, VNNI int8: edgec.backend.build.node_packing) as [ceil(O/B), C/G, KH, KW,
+B, G] with B the default tile's channel count (``conv_w_block``) and read in place; otherwise
+(runtime weights, AVX2's int16 weights, ``EDGEC_PREPACK=0``) they are packed per call into
+[ceil(O/mr)*mr, C/G, KH, KW, G] (zero for padded channels), and a one-channel width-tap conv
+with KW = G (DS-CNN's first conv) reads its int8 weights in place ([O, 1, KH, G] is that layout).
 The register tile is mr output channels x nw vectors of L positions; per step nw vector loads,
 mr broadcasts, mr*nw dot instructions. Per tile of nw*L positions the accumulators stay in registers (the tile is
 kept under 1 KiB) and are requantized right after the reduction (bias added in int32, the
@@ -44,8 +48,10 @@ output. With fewer input channels than G (``conv_isa_taps``) a group holds G con
 from __future__ import annotations
 
 import math
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
+import numpy as np
 import tvm
 from tvm import te
 
@@ -60,8 +66,128 @@ def _ceil_to(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
+# -- compile-time weight packing (prepack) -----------------------------------------------------------
+@dataclass(frozen=True)
+class Packing:
+    """How one constant input of a kernel is stored in the artifact: ``layout`` (a name, part of
+    the packed constant's name), ``packed`` (its TensorType in the kernel's signature), ``pack``
+    (numpy: original array -> packed array, exactly what the kernel's per-call packing stage
+    computes) and ``attrs`` (added to the node's attrs in the KernelSpec: they tell the generator
+    that the input is already packed and what its original shape was)."""
+    layout: str
+    packed: Any                        # registry.TensorType
+    pack: Callable[[np.ndarray], np.ndarray] = field(compare=False)
+    attrs: tuple = ()                  # sorted (name, value) pairs
+
+
+# op -> rule(spec) -> {input index: Packing}; the rules of qconv / qdense live in quant.py, next
+# to the dispatch they mirror (a rule packs exactly when the generator would take the packed path)
+PREPACK: dict[str, Callable] = {}
+
+
+def prepack_rule(op: str):
+    def deco(fn: Callable) -> Callable:
+        PREPACK[op] = fn
+        return fn
+    return deco
+
+
+def prepack(spec) -> dict:
+    """``{input index: Packing}`` for an (unpacked) KernelSpec: the inputs the kernel would pack on
+    every call if they were not stored packed. A pure function of the spec (op, attrs, types,
+    target ISA), never of a tuned choice. Empty when nothing applies."""
+    rule = PREPACK.get(spec.op)
+    return rule(spec) if rule is not None else {}
+
+
+def conv_isa_geometry(isa: Isa, c: int, w_shape: tuple, attrs, out_shape) -> tuple[bool, int, int]:
+    """(taps, positions, steps) of conv_isa for C input channels, weights of shape ``w_shape``
+    ([O, C, KH, KW] or [O, C, KW]) and output ``out_shape``: the inputs of its tile ranking."""
+    G = isa.group
+    if len(w_shape) == 3:
+        kh, kw = 1, int(w_shape[2])
+        sw, dw = int(attrs["strides"][0]), int(attrs["dilations"][0])
+        oh, ow = 1, int(out_shape[2])
+    else:
+        kh, kw = int(w_shape[2]), int(w_shape[3])
+        sw, dw = int(attrs["strides"][1]), int(attrs["dilations"][1])
+        oh, ow = int(out_shape[2]), int(out_shape[3])
+    taps = conv_isa_taps(c, kw, isa)
+    if taps:
+        return True, oh * ow, -(-(c * kw) // G) * kh
+    return False, oh * (ow + ((kw - 1) * dw) // sw), -(-c // G) * kh * kw
+
+
+def conv_w_block(isa: Isa, c: int, w_shape: tuple, attrs, out_shape, wide_epilogue: bool) -> int:
+    """Output channels per block of conv_isa's stored (pre-packed) weights: the channels of the
+    default register tile (the cost model's first, ``_rank_tiles``), so that the default tile reads
+    the B*G weights of one reduction step as one contiguous run and its whole weight panel as one
+    sequential stream. A pure function of the spec: a tuned tile with other channel counts reads
+    the same layout (by block and channel within it). Measured on Zen 4, int8, 1 thread: reading
+    the per-channel rows [O, C/G, KH, KW, G] in place (mr streams C*KH*KW bytes apart) made
+    resnet50's 1x1 convs with 1-2 MiB of weights 30 % slower than the per-call copy; blocks of 16
+    channels made MobileNetV2's 14x14 pointwise convs (tiles of fewer channels: 4x the cache
+    lines per tile) 25-30 % slower."""
+    taps, positions, steps = conv_isa_geometry(isa, c, w_shape, attrs, out_shape)
+    return int(_rank_tiles(isa, int(w_shape[0]), positions, steps, taps=taps, wide_epilogue=wide_epilogue)[0][0])
+
+
+def conv_w_packed_shape(isa: Isa, c: int, w_shape: tuple, block: int) -> tuple[int, ...]:
+    """conv_isa's stored weights: [ceil(O/B), ceil(C/G), KH, KW, B, G] (B = ``block``), or with
+    width taps in the group (``conv_isa_taps``) [ceil(O/B), ceil(C*KW/G), KH, B, G] (KH = 1 for
+    1-D convs); zero in the padded channels and group slots. Channels of a register tile beyond
+    the stored ones read the last stored channel (their outputs are dropped)."""
+    G = isa.group
+    oc = int(w_shape[0])
+    ob = -(-oc // block)
+    kh, kw = (1, int(w_shape[2])) if len(w_shape) == 3 else (int(w_shape[2]), int(w_shape[3]))
+    if conv_isa_taps(c, kw, isa):
+        return (ob, -(-(c * kw) // G), kh, block, G)
+    return (ob, -(-c // G), kh, kw, block, G)
+
+
+def pack_conv_weights(w: np.ndarray, isa: Isa, taps: bool, block: int) -> np.ndarray:
+    """The stored layout of ``conv_w_packed_shape`` from the [O, C, KH, KW] (or [O, C, KW])
+    weights: ``wpk[o // B, cg, kh, kw, o % B, g] = w[o, cg*G + g, kh, kw]`` (the per-call ``wpk``
+    stage's values, channels in blocks of B); ``taps``: slot t = c * KW + kw of group t // G,
+    ``wpk[o // B, t // G, kh, o % B, t % G] = w[o, t // KW, kh, t % KW]``."""
+    G, B = isa.group, block
+    w4 = w[:, :, None, :] if w.ndim == 3 else w
+    o, c, kh, kw = w4.shape
+    ob = -(-o // B)
+    if taps:
+        t = np.ascontiguousarray(w4.transpose(0, 2, 1, 3)).reshape(o, kh, c * kw)
+        c4 = -(-(c * kw) // G)
+        p = np.zeros((ob * B, kh, c4 * G), w.dtype)
+        p[:o, :, :c * kw] = t
+        return np.ascontiguousarray(p.reshape(ob, B, kh, c4, G).transpose(0, 3, 2, 1, 4))
+    c4 = -(-c // G)
+    p = np.zeros((ob * B, c4 * G, kh, kw), w.dtype)
+    p[:o, :c] = w4
+    return np.ascontiguousarray(p.reshape(ob, B, c4, G, kh, kw).transpose(0, 2, 4, 5, 1, 3))
+
+
+def dense_w_packed_shape(isa: Isa, n: int, k: int) -> tuple[int, ...]:
+    """dense_isa's packed weights [ceil(N/L), ceil(K/G), L, G] (zero padded)."""
+    L, G = isa.lanes, isa.group
+    return (-(-n // L), -(-k // G), L, G)
+
+
+def pack_dense_weights(w: np.ndarray, isa: Isa) -> np.ndarray:
+    """numpy form of dense_isa's ``wp`` stage: wp[a, b, c, d] = w[a*L + c, b*G + d], zero outside."""
+    L, G = isa.lanes, isa.group
+    n, k = w.shape
+    npad, kp = _ceil_to(n, L), _ceil_to(k, G)
+    p = np.zeros((npad, kp), w.dtype)
+    p[:n, :k] = w
+    return np.ascontiguousarray(p.reshape(npad // L, L, kp // G, G).transpose(0, 2, 1, 3))
+
+
 # -- dense -----------------------------------------------------------------------------------------
-def dense_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, epilogue: Callable):
+def dense_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, epilogue: Callable,
+              w_packed: bool = False):
+    """``w_packed``: ``w`` is already [ceil(N/L), ceil(K/G), L, G] (``pack_dense_weights``, stored
+    so in the artifact): read in place, no per-call packing."""
     L, G = isa.lanes, isa.group
     kp = _ceil_to(k, G)
     npad = _ceil_to(n, L)
@@ -89,7 +215,7 @@ def dense_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, epil
         ok = tir.all(row < n, col < k) if (npad != n or kp != k) else None
         v = cast(w[tir.min(row, n - 1), tir.min(col, k - 1)], isa.w_dtype)
         return v if ok is None else tir.if_then_else(ok, v, tir.const(0, isa.w_dtype))
-    wp = te.compute((npad // L, kp // G, L, G), wval, name="wp")
+    wp = w if w_packed else te.compute((npad // L, kp // G, L, G), wval, name="wp")
     rk = te.reduce_axis((0, kp), name="rk")
     acc = te.compute((m, npad), lambda i, j: te.sum(cast(xk[i, rk], "int32") * cast(wp[j // L, rk // G, j % L, rk % G],
                                                                                     "int32"), axis=rk), name="acc")
@@ -116,10 +242,11 @@ def dense_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor, epil
         sch.tensorize(ji, isa.oc)
         sch.unroll(jt_)
         sch.unroll(ii)
-        pl = sch.get_loops(sch.get_sblock("wp"))
-        sch.vectorize(pl[-1])
-        if n * k >= (1 << 16):
-            sch.parallel(pl[0])
+        if not w_packed:
+            pl = sch.get_loops(sch.get_sblock("wp"))
+            sch.vectorize(pl[-1])
+            if n * k >= (1 << 16):
+                sch.parallel(pl[0])
         if kp != k:
             xl = sch.get_loops(sch.get_sblock("xk"))
             if m >= 2:
@@ -357,28 +484,33 @@ def conv_isa_taps(c: int, kw: int, isa: Isa) -> bool:
 
 
 def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs, out_shape,
-             requant: Callable, hi32=None):
+             requant: Callable, hi32=None, w_shape: tuple | None = None):
     """``requant(acc, oc)`` -> output value, ``acc`` the int32 accumulator with the bias already
     added (int32). ``hi32 = (m_table, finish, low_clamp, pre)``: the requantization as
     ``quant.requant_hi32`` in three steps, |acc << pre| as uint32 (``pre`` > 0: the node's
     ``acc_bound`` allows it, quant.py ``_acc_pre_shift``), its multiply-high by the channel's
     multiplier (``m_table[oc]``, int32) on the ``quant_isa.mulhi_intrin`` tensor intrinsic, then
     ``finish(hi, acc < 0, oc)``; ``low_clamp``: negative accumulators all clamp to qmin, then
-    max(acc, 0) replaces |acc| and ``finish`` gets None for the sign. Returns (out, schedule)."""
+    max(acc, 0) replaces |acc| and ``finish`` gets None for the sign. ``w_shape``: ``w`` is
+    already packed (``pack_conv_weights``, stored so in the artifact) and this is its original
+    shape; the kernel reads it in place (channels of the last tile beyond O read channel O - 1,
+    their outputs are dropped). Returns (out, schedule)."""
     L, G = isa.lanes, isa.group
     r = len(x.shape) - 2
     n, c = int(x.shape[0]), int(x.shape[1])
-    oc = int(w.shape[0])
+    packed_w = w_shape is not None
+    wsh = tuple(int(d) for d in (w_shape if packed_w else w.shape))
+    oc = wsh[0]
     if r == 1:
         h, wd = 1, int(x.shape[2])
-        kh, kw = 1, int(w.shape[2])
+        kh, kw = 1, wsh[2]
         sh, sw = 1, int(attrs["strides"][0])
         dh, dw = 1, int(attrs["dilations"][0])
         pt, pl = 0, int(attrs["pads"][0])
         oh, ow = 1, int(out_shape[2])
     else:
         h, wd = int(x.shape[2]), int(x.shape[3])
-        kh, kw = int(w.shape[2]), int(w.shape[3])
+        kh, kw = wsh[2], wsh[3]
         sh, sw = (int(v) for v in attrs["strides"])
         dh, dw = (int(v) for v in attrs["dilations"])
         pt, pl = int(attrs["pads"][0]), int(attrs["pads"][1])
@@ -456,15 +588,26 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
     # one input channel whose KW width taps are exactly one group ([O, 1, KH, G] is the packed
     # layout: DS-CNN's first conv; 2560 bytes moved one by one per call before). (A 1x1 conv's
     # w[o, cg*G + g] region does not match the tensor intrinsic's buffer; it keeps its vector copy)
-    direct_w = (DIRECT_W and isa.w_dtype == str(w.dtype) and ocp == oc
+    direct_w = (not packed_w and DIRECT_W and isa.w_dtype == str(w.dtype) and ocp == oc
                 and taps and c == 1 and kw == G)
+    blk = int(w.shape[-2]) if packed_w else 1
+    if packed_w and tuple(int(d) for d in w.shape) != conv_w_packed_shape(isa, c, wsh, blk):
+        raise ValueError(f"conv_isa: packed weights {list(w.shape)} are not the layout of {list(wsh)}")
+    if conv_isa_geometry(isa, c, wsh, attrs, out_shape) != (taps, positions, steps):
+        raise ValueError("conv_isa: conv_isa_geometry disagrees with the kernel's geometry")
+    # stored channels: whole blocks; a tile beyond them (a tuned mr that B does not divide) is clamped
+    stored = _ceil_to(oc, blk)
+    w_o = (lambda o: tir.min(o, stored - 1)) if ocp > stored else (lambda o: o)
 
     def wsrc(o, rc, rh, rw, rg):
         """the packed weight [o, group rc, tap (rh, rw), rg] (rw unused with width taps)"""
+        if packed_w:
+            ob, oi = (w_o(o), 0) if blk == 1 else (w_o(o) // blk, w_o(o) % blk)
+            return w[ob, rc, rh, oi, rg] if taps else w[ob, rc, rh, rw, oi, rg]
         if not direct_w:
             return wpk[o, rc, rh, rg] if taps else wpk[o, rc, rh, rw, rg]
         return w[(o, 0) + ((rh, rg) if r == 2 else (rg,))]
-    if taps:
+    if taps and not packed_w:
         def wval(o, cg, a, g):
             t = cg * G + g
             conds = ([o < oc] if ocp != oc else []) + ([t < c * kw] if c4 * G != c * kw else [])
@@ -473,7 +616,7 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
             v = cast(w[idx], isa.w_dtype)
             return tir.if_then_else(tir.all(*conds), v, tir.const(0, isa.w_dtype)) if conds else v
         wpk = te.compute((ocp, c4, kh, G), wval, name="wpk")
-    else:
+    elif not packed_w:
         def wval(o, cg, a, b, g):
             ch = cg * G + g
             conds = ([o < oc] if ocp != oc else []) + ([ch < c] if c % G else [])
@@ -605,7 +748,7 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
             sch.loop_partition(xl[-2], [h * wd])
         if n * c4 >= 2 and n * c * fh * wq >= (1 << 16) and macs >= PARALLEL_MIN_MACS:
             sch.parallel(sch.fuse(xl[0], xl[1]))
-        if direct_w:
+        if direct_w or packed_w:
             return
         wl = sch.get_loops(sch.get_sblock("wpk"))
         if ident_w:
