@@ -266,3 +266,154 @@ def test_bare_metal_and_c_targets_keep_the_dense_kernel(target_name):
     assert quant_sparse.sparse_qdense(spec) is None
     host = _spec(x, w, b, spec.attrs, load_target("host"))
     assert quant_sparse.sparse_qdense(host) is not None
+
+
+# -- the [K, N] form (weights stored transposed at compile time) ----------------------------------------
+
+def _kn_spec(x, w, b, attrs, target):
+    """A qdense spec whose weights are stored [K, N] (what the prepack rule gives the kernel)."""
+    k, n = w.shape[1], w.shape[0]
+    ins = [TensorType(str(x.dtype), x.shape), TensorType("int8", (k, n)),
+           TensorType("int32", b.shape) if b is not None else None]
+    return KernelSpec("qdense", {**attrs, "w_layout": quant_sparse.KN_LAYOUT, "w_shape": (n, k)}, tuple(ins),
+                      (TensorType("uint8", (x.shape[0], n)),), target)
+
+
+def _run_kn(x, w, b, attrs, target=None):
+    target = target or load_target("host")
+    func = quant_sparse.sparse_kn_qdense(_kn_spec(x, w, b, attrs, target))
+    ex = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target.tvm_target())
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(x, dev), tvm.runtime.tensor(np.ascontiguousarray(w.T), dev)]
+    if b is not None:
+        args.append(tvm.runtime.tensor(b, dev))
+    y = tvm.runtime.tensor(np.zeros((x.shape[0], w.shape[0]), np.uint8), dev)
+    ex["main"](*args, y)
+    return y.numpy()
+
+
+@pytest.mark.parametrize("n,k,nnz,bias,per_channel", [
+    (64, 1024, 30, True, True),       # the text MLP's fc1 shape class
+    (96, 16384, 76, True, True),      # the text student's embed
+    (21, 1090, 17, True, True),       # K % 32 != 0 (the tail scan), N % 16 != 0 (a 5-lane chunk)
+    (8, 1024, 0, True, True),         # all zero: bias and requantization only
+    (13, 2051, 30, False, False),     # no bias, per-tensor requantization
+    (1, 1056, 12, True, True),        # one output
+    (40, 1100, 1100, True, True),     # a fully dense row: correct, only slower
+])
+def test_kn_bit_exact(n, k, nnz, bias, per_channel):
+    rng = np.random.default_rng(3000 + n + k + nnz)
+    x = _sparse_x(rng, 1, k, nnz)
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    b = rng.integers(-40000, 40000, n).astype(np.int32) if bias else None
+    attrs = _attrs(rng, n, "uint8", 0.001, per_channel=per_channel)
+    ref = _reference(x, w, b, attrs)
+    np.testing.assert_array_equal(_run_kn(x, w, b, attrs), ref)
+    if nnz >= 30:
+        assert np.unique(ref).size > 3
+
+
+def test_kn_int8_activations_and_avx2():
+    """int8 activations with a non-zero zero point (zeros skipped, -128 included), on the host and
+    compiled for AVX2."""
+    rng = np.random.default_rng(31)
+    k, n = 4096, 48
+    x = np.zeros((1, k), np.int8)
+    pos = rng.choice(k, 60, replace=False)
+    x[0, pos] = rng.integers(-128, 128, 60)
+    x[0, pos[:8]] = -128
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    b = rng.integers(-40000, 40000, n).astype(np.int32)
+    attrs = {**_attrs(rng, n, "int8", 0.01), "x_zero_point": -37}
+    ref = _reference(x, w, b, attrs)
+    for target in (load_target("host"), load_target("x86_64-avx2")):
+        if target.host_can_run():
+            np.testing.assert_array_equal(_run_kn(x, w, b, attrs, target), ref)
+
+
+def test_kn_dispatch_rule():
+    fits = quant_sparse.sparse_kn_fits
+    assert fits({"input_density": 0.029}, 1, 1024, 64)             # the text MLP's fc1
+    assert fits({"input_density": 0.0047}, 1, 16384, 96)           # the text student's embed
+    assert not fits({}, 1, 1024, 64)                                # no evidence
+    assert fits({"input_density": 0.2}, 1, 1024, 64)                # 205 <= K / KN_BREAK_EVEN = 256
+    assert not fits({"input_density": 0.3}, 1, 1024, 64)            # 307 > 256
+    assert not fits({"input_density": 0.01}, 2, 1024, 64)           # two rows
+    assert not fits({"input_density": 0.01}, 1, 512, 64)            # short K
+    assert not fits({"input_density": 0.01}, 1, 4096, quant_sparse.KN_MAX_N + 1)   # accumulators off the stack
+
+
+def test_kn_prepack_rule():
+    """qdense with sparse evidence stores its weights [K, N] on hosted LLVM targets; not
+    qdense_dequant, not without evidence, not on bare-metal / C targets."""
+    from edgec.backend.kernels.quant_conv import prepack
+    rng = np.random.default_rng(40)
+    x = np.zeros((1, 4096), np.uint8)
+    w = rng.integers(-127, 128, (48, 4096)).astype(np.int8)
+    b = np.zeros(48, np.int32)
+    attrs = _attrs(rng, 48, "uint8", 0.01)
+    for name in ("host", "x86_64-avx2", "aarch64", "armv7"):
+        p = prepack(_spec(x, w, b, attrs, load_target(name)))
+        assert list(p) == [1] and p[1].layout == quant_sparse.KN_LAYOUT and p[1].packed.shape == (4096, 48), name
+        np.testing.assert_array_equal(p[1].pack(w), w.T)
+        assert dict(p[1].attrs) == {"w_layout": "kn", "w_shape": (48, 4096)}
+    no_evidence = {k: v for k, v in attrs.items() if k != "input_density"}
+    assert prepack(_spec(x, w, b, no_evidence, load_target("host"))) == {}     # one row: the GEMV, in place
+    for name in ("cortex-m4", "generic-c"):
+        assert prepack(_spec(x, w, b, attrs, load_target(name))) == {}
+    dq = KernelSpec("qdense_dequant", {"x_zero_point": 0, "scale": (0.01,)},
+                    (TensorType("uint8", (1, 4096)), TensorType("int8", (48, 4096)), None),
+                    (TensorType("float32", (1, 48)),), load_target("host"))
+    assert all(p.layout != quant_sparse.KN_LAYOUT for p in prepack(dq).values())
+
+
+def test_kn_in_a_compiled_model(tmp_path, monkeypatch):
+    """A bag-of-words qdense compiled: the blob stores its weights [K, N] (the graph keeps
+    [N, K]), the report counts them, and the artifact gives the reference's bits, the same as
+    an artifact built without pre-packing (the [N, K] sparse GEMV)."""
+    import json
+
+    import edgec
+    from edgec.artifact.blob import read_blob
+    from edgec.compiler import compile_model
+    from edgec.ir.graph import Graph, Node, Value
+    from edgec.reference.interpreter import run_graph
+    rng = np.random.default_rng(41)
+    k, n = 2048, 40
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    b = rng.integers(-40000, 40000, n).astype(np.int32)
+    attrs = irops.get("qdense").normalize_attrs(_attrs(rng, n, "uint8", 0.01))
+    g = Graph([Node("qdense", ("x", "w", "b"), ("y",), attrs, "bag")],
+              {"x": Value("x", "uint8", (1, k)), "w": Value("w", "int8", w.shape, const=w),
+               "b": Value("b", "int32", b.shape, const=b), "y": Value("y", "uint8", (1, n))}, ["x"], ["y"], name="bag")
+    arts = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv("EDGEC_PREPACK", mode)
+        arts[mode] = compile_model(g, target="host", output_dir=tmp_path / f"art{mode}", cache_dir=tmp_path / "cache",
+                                   tuning=False)
+    consts = {t.name: t for t in read_blob((arts["1"] / "model.edgec").read_bytes()).tensors if t.storage == "const"}
+    assert set(consts) == {"w#kn", "b"} and consts["w#kn"].shape == (k, n)
+    np.testing.assert_array_equal(np.frombuffer(consts["w#kn"].data, np.int8).reshape(k, n), w.T)
+    assert g.values["w"].const.shape == (n, k)
+    rep = json.loads((arts["1"] / "report.json").read_text())
+    assert rep["summary"]["constant_bytes"] == k * n + 4 * n
+    with edgec.load(arts["1"]) as a, edgec.load(arts["0"]) as u:
+        for nnz in (0, 20, 300):
+            x = _sparse_x(rng, 1, k, nnz)
+            ya = a.run({"x": x})["y"]
+            np.testing.assert_array_equal(ya, u.run({"x": x})["y"])
+            np.testing.assert_array_equal(ya, run_graph(g, {"x": x})["y"])
+
+
+@pytest.mark.parametrize("target_name", ["aarch64", "armv7", "x86_64-avx2"])
+def test_kn_compiles_for_other_targets(tmp_path, target_name):
+    """The [K, N] kernel (a 64-byte OR reduction per block) compiles for the ARM targets, with no
+    workspace (the accumulators stay on the stack)."""
+    from edgec.backend.build import compile_spec
+    rng = np.random.default_rng(42)
+    x = _sparse_x(rng, 1, 2080, 20)
+    w = rng.integers(-127, 128, (20, 2080)).astype(np.int8)
+    b = rng.integers(-40000, 40000, 20).astype(np.int32)
+    meta = compile_spec(_kn_spec(x, w, b, _attrs(rng, 20, "uint8", 0.005), load_target(target_name)), "k_kn",
+                        tmp_path / "k.o")
+    assert meta["code_bytes"] > 0 and meta["workspace_bytes"] == 0

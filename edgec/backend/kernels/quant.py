@@ -35,14 +35,15 @@ are valid on every target. qadd/qmul/requantize of 8-bit inputs compute in int32
 requantization product (bounds checked from the attributes; int64 otherwise).
 
 Pre-packed weights: the ``prepack_rule`` functions below (``quant_conv.PREPACK``) tell the build
-which constant weights a kernel reads in a packed layout (VNNI ``conv_isa`` / ``dense_isa``);
-the spec then has ``w_layout`` / ``w_shape`` and input 1 is the
+which constant weights a kernel reads in a packed layout (VNNI ``conv_isa`` / ``dense_isa``,
+the [K, N] sparse-input qdense); the spec then has ``w_layout`` / ``w_shape`` and input 1 is the
 packed array (edgec/backend/build.py ``node_packing``).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import tvm
 from tvm import te
 
@@ -673,10 +674,29 @@ def _dense_isa_fits(spec: KernelSpec, isa) -> bool:
             and m >= (4 if isa.name == "vnni" else 16))
 
 
+def _kn_fits(spec: KernelSpec) -> bool:
+    """qdense (not qdense_dequant) with calibration evidence of a sparse input whose weights are
+    worth storing as [K, N] (quant_sparse.sparse_kn_fits), on a hosted LLVM target."""
+    from .quant_sparse import _llvm_hosted, sparse_kn_fits
+    x, w = spec.inputs[0], spec.inputs[1]
+    if spec.op != "qdense" or w.dtype != "int8" or x.dtype not in ("uint8", "int8") or len(x.shape) != 2:
+        return False
+    m, k = (int(d) for d in x.shape)
+    return sparse_kn_fits(spec.attrs, m, k, int(w.shape[0])) and _llvm_hosted(spec.target)
+
+
+def _transpose_kn(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a).T)
+
+
 def _qdense_prepack(spec: KernelSpec) -> dict[int, Packing]:
     w = spec.inputs[1] if len(spec.inputs) > 1 else None
     if spec.attrs.get("w_layout") or w is None or spec.inputs[0] is None or len(w.shape) != 2:
         return {}
+    if _kn_fits(spec):
+        from .quant_sparse import KN_LAYOUT
+        n, k = (int(d) for d in w.shape)
+        return {1: Packing(KN_LAYOUT, TensorType("int8", (k, n)), _transpose_kn, _packing_attrs(KN_LAYOUT, w.shape))}
     isa = target_isa(spec.target)
     if not _dense_isa_fits(spec, isa) or w.dtype != isa.w_dtype:
         return {}
@@ -692,7 +712,15 @@ prepack_rule("qdense_dequant")(_qdense_prepack)
 
 @kernel("qdense")
 def qdense(spec: KernelSpec):
-    from .quant_sparse import sparse_qdense     # a sparse input (calibration evidence): skip its zeros
+    from .quant_sparse import KN_LAYOUT, sparse_kn_qdense, sparse_qdense
+    if spec.attrs.get("w_layout") == KN_LAYOUT:
+        # weights stored [K, N] (_qdense_prepack): the one-pass sparse GEMV
+        n, k = _w_shape(spec)
+        if tuple(int(d) for d in spec.inputs[1].shape) != (k, n) or int(spec.inputs[0].shape[-1]) != k:
+            raise ValueError(f"qdense: [K, N] weights of shape {list(spec.inputs[1].shape)} for w_shape [{n}, {k}] "
+                             f"and input {list(spec.inputs[0].shape)}")
+        return sparse_kn_qdense(spec)
+    # a sparse input (calibration evidence): skip its zeros
     sparse = None if spec.attrs.get("w_layout") else sparse_qdense(spec)
     if sparse is not None:
         return sparse

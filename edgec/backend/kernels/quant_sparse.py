@@ -29,8 +29,17 @@ loads have no C form). Without the attribute nothing changes.
 
 Cost (Zen 4, one thread, the text student's 96 x 16384 weights): ~0.5 us for the scan of an
 all-zero row, then ~0.7 ns per gathered weight byte: each byte is a cache line of its own, as
-w is [N, K] and rows are K bytes apart (a [K, N] layout would read 2 lines per non-zero entry;
-measured 4x faster, see docs/_draft_sparse.md).
+w is [N, K] and rows are K bytes apart.
+
+The [K, N] form (``sparse_kn_qdense``, session 7): when the weights are a graph constant the
+compiler stores them transposed (edgec.backend.build's pre-packing, layout ``KN_LAYOUT``; the
+graph and the reference keep [N, K]) and the kernel reads, per non-zero x[k], the N contiguous
+bytes of row k: one pass over x (the same 32-byte scan), no index list, no dense fallback (a
+dense row is exact, only slower), the accumulators on the stack, quant.py's epilogue on vectors
+of outputs. ``sparse_kn_fits`` takes it up to K / KN_BREAK_EVEN expected non-zero entries (the
+measured break-even against the VNNI GEMV, below). The text student's embed: 0.55 us against
+~5 us for the [N, K] form and 29.6 us dense; the text MLP's fc1 (64 x 1024, 3 % non-zero):
+0.14 us against 0.61 us dense.
 """
 from __future__ import annotations
 
@@ -187,6 +196,138 @@ def sparse_gemv(dense: tir.PrimFunc, m: int, n: int, k: int, has_bias: bool, epi
 
 
 
+# -- the [K, N] form: weights stored transposed at compile time (edgec.backend.build's prepack) --
+# Per non-zero x[k] the N weights of row k are contiguous (N / 64 cache lines instead of N lines
+# of the [N, K] form): one pass over x, no list, no dense fallback (a dense row is correct, only
+# slower). Accumulators: N int32 on the stack (TVM moves 1 KiB and more to the workspace).
+KN_MAX_N = 192
+# expected non-zero entries up to K / KN_BREAK_EVEN. Measured on Zen 4, 1 thread, one kernel
+# (TVM time_evaluator), against qdense's VNNI GEMV on the same [N, K] weights: K = 1024, N = 64
+# (the text MLP's fc1): 0.136 us at 3 % non-zero (dense 0.61), 0.17 at 6 %, 0.25 at 12 %, 0.39 at
+# 20 %, 0.54 at 30 % (dense 0.61: the break-even); K = 4096, N = 96: 0.82 us at 6 %, 2.25 at 20 %
+# against 10.1 dense; K = 16384, N = 96 (the text student's embed), 74 non-zero: 0.55 us against
+# 29.6 dense and ~5 for the [N, K] sparse GEMV above
+KN_BREAK_EVEN = 4
+KN_LAYOUT = "kn"
+KN_CHUNK = 16       # int32 lanes per accumulator vector
+KN_BLOCK = 64       # bytes of x tested at once
+
+
+def sparse_kn_fits(attrs, m: int, k: int, n: int) -> bool:
+    """qdense with calibration evidence of a sparse input (``input_density``) whose expected
+    non-zero count is at most K / KN_BREAK_EVEN, at most MAX_ROWS rows, K >= MIN_K and N <=
+    KN_MAX_N: its weights are worth storing as [K, N] (``sparse_kn_qdense``)."""
+    d = attrs.get("input_density") if hasattr(attrs, "get") else None
+    if d is None or isinstance(d, bool):
+        return False
+    try:
+        d = float(d)
+    except (TypeError, ValueError):
+        return False
+    return (0.0 <= d <= 1.0 and m <= MAX_ROWS and k >= MIN_K and n <= KN_MAX_N
+            and expected_nonzeros(d, k) <= k / KN_BREAK_EVEN)
+
+
+def _kn_accumulate(xf, wf, acc, m: int, n: int, k: int) -> list:
+    """TIR: acc[i, :] = sum over the non-zero x[i, k] of x[i, k] * w[k, :] (int32) for every row i:
+    x is scanned 64 bytes at a time (``llvm.vector.reduce.or`` of eight 8-byte words), then the
+    words of a block that is not all zero, and for each non-zero byte the row
+    w[k, :] is added to the accumulators, KN_CHUNK int32 lanes at a time (the weight bytes
+    widened, times the broadcast x value)."""
+    chunks = [(c0, min(KN_CHUNK, n - c0)) for c0 in range(0, n, KN_CHUNK)]
+
+    def vec(base, ln):
+        return [tir.Ramp(base, 1, ln)] if ln > 1 else [base]
+
+    def word(base):
+        return tir.reinterpret("uint64", tir.BufferLoad(xf, [tir.Ramp(base, 1, 8)]))
+
+    def add_row(i, pos, xv):
+        out = []
+        for c0, ln in chunks:
+            idx = vec(i * n + c0, ln)
+            wv = tir.Cast(f"int32x{ln}" if ln > 1 else "int32", tir.BufferLoad(wf, vec(pos * n + c0, ln)))
+            out.append(tir.BufferStore(acc, tir.BufferLoad(acc, idx) + wv * (tir.Broadcast(xv, ln) if ln > 1 else xv),
+                                       idx))
+        return tir.SeqStmt(out) if len(out) > 1 else out[0]
+
+    def visit(i, col):
+        xv = tir.Var("xv", "int32")
+        # (TVM 0.27: LetStmt binds for the statements that follow it in the sequence)
+        return tir.SeqStmt([tir.LetStmt(xv, tir.Cast("int32", tir.BufferLoad(xf, [i * k + col]))),
+                            tir.IfThenElse(xv != _i32(0), add_row(i, col, xv), None)])
+    zero64 = tir.const(0, "uint64")
+    stmts = []
+    for i in range(m):
+        stmts += [tir.BufferStore(acc, tir.Broadcast(_i32(0), ln) if ln > 1 else _i32(0), vec(_i32(i * n + c0), ln))
+                  for c0, ln in chunks]
+        def words(col0, count):         # the 8-byte words from col0: each tested, then its bytes
+            out = []
+            for q in range(count):
+                kk = tir.Var(f"kk{q}", "int32")
+                out.append(tir.IfThenElse(word(i * k + col0 + q * 8) != zero64,
+                                          tir.For(kk, 0, 8, tir.ForKind.SERIAL, visit(i, col0 + q * 8 + kk)), None))
+            return out
+        nblk = k // KN_BLOCK
+        if nblk:
+            # 64 bytes per test: the OR of eight words (vector loads and one reduction)
+            b = tir.Var("b", "int32")
+            blk = tir.reinterpret("uint64x8", tir.BufferLoad(xf, [tir.Ramp(i * k + b * KN_BLOCK, 1, KN_BLOCK)]))
+            any_nz = tir.call_llvm_pure_intrin("uint64", "llvm.vector.reduce.or", blk)
+            stmts.append(tir.For(b, 0, nblk, tir.ForKind.SERIAL,
+                                 tir.IfThenElse(any_nz != zero64, tir.SeqStmt(words(b * KN_BLOCK, KN_BLOCK // 8)),
+                                                None)))
+        done = nblk * KN_BLOCK
+        if (k - done) // 8:
+            stmts.extend(words(_i32(done), (k - done) // 8))
+        done += (k - done) // 8 * 8
+        if k > done:
+            t = tir.Var("t", "int32")
+            stmts.append(tir.For(t, 0, k - done, tir.ForKind.SERIAL, visit(i, done + t)))
+    return stmts
+
+
+def sparse_kn_qdense(spec):
+    """The [K, N] sparse GEMV PrimFunc for a qdense spec whose weights are stored transposed
+    (``w_layout`` == KN_LAYOUT, input 1 of shape [K, N]): the accumulation (``_kn_accumulate``)
+    replaces the TE reduction ``acc``; the epilogue is quant.py's (per-channel tables, vectors
+    of outputs)."""
+    from tvm import te
+
+    from .common import placeholder
+    from .quant import _req_tables, _requant_node, with_tables
+    from .quant_dw import _flat, _replace_loop
+    a = spec.attrs
+    x = placeholder(spec, 0, "x")
+    w = placeholder(spec, 1, "w")
+    has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
+    bias = placeholder(spec, 2, "bias") if has_bias else None
+    m, k = (int(d) for d in x.shape)
+    n = int(w.shape[1])
+    tables = _req_tables(a, n)
+    r = te.reduce_axis((0, k), name="r")
+    acc = te.compute((m, n), lambda i, j: te.sum(tir.Cast("int32", x[i, r]) * tir.Cast("int32", w[r, j]), axis=r),
+                     name="acc")
+    out = te.compute((m, n), lambda i, j: _requant_node(acc[i, j] if bias is None else (acc[i, j], bias[j]), a, j,
+                                                        tables), name="out")
+
+    def schedule(sch, spec) -> None:
+        b_acc, b_out = sch.get_sblock("acc"), sch.get_sblock("out")
+        ol = sch.get_loops(b_out)
+        if n >= KN_CHUNK:
+            _, v = sch.split(ol[-1], [None, KN_CHUNK])
+            sch.vectorize(v)
+        x_buf, w_buf = (rg.source for rg in sch.get(b_acc).reads[:2])
+        acc_buf = sch.get(b_acc).writes[0].source
+        xf, dx = _flat(x_buf, "xf")
+        wf, dw = _flat(w_buf, "wf")
+        af, da = _flat(acc_buf, "accf")
+        body = tir.SeqStmt([dx, dw, da] + _kn_accumulate(xf, wf, af, m, n, k))
+        _replace_loop(sch, sch.get_loops(b_acc)[0], body, [x_buf, w_buf], [acc_buf], "kn_acc")
+
+    return with_tables(spec, [x, w] + ([bias] if bias is not None else []), [out], schedule, tables)
+
+
 def _llvm_hosted(target) -> bool:
     """Hosted LLVM targets only: the scan's 8-byte vector loads have no C form (a bare-metal
     target may be built with emit "c", which the kernel generator cannot see)."""
@@ -218,4 +359,4 @@ def sparse_qdense(spec):
 
 
 __all__ = ["sparse_gemv", "sparse_gemv_fits", "sparse_qdense", "index_list", "CAP16", "CAP32", "BREAK_EVEN", "MIN_K",
-           "MAX_ROWS"]
+           "MAX_ROWS", "sparse_kn_fits", "sparse_kn_qdense", "KN_LAYOUT", "KN_BREAK_EVEN"]
