@@ -101,19 +101,21 @@ def test_bit_exact(m, n, k, nnz, bias):
         assert np.unique(ref).size > 3          # not a saturated, trivially equal output
 
 
+def _int8_case(rng, k, n, nnz, n_min, density):
+    """int8 activations: nnz non-zero entries, n_min of them -128, x_zero_point -37."""
+    x = np.zeros((1, k), np.int8)
+    pos = rng.choice(k, nnz, replace=False)
+    x[0, pos] = rng.integers(-128, 128, nnz)
+    x[0, pos[:n_min]] = -128
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    b = rng.integers(-40000, 40000, n).astype(np.int32)
+    return x, w, b, {**_attrs(rng, n, "int8", density), "x_zero_point": -37}
+
+
 def test_int8_activations_nonzero_zero_point():
     """Zero entries are skipped, not zero-point entries: exact for any x_zero_point (the bias
     carries the zero-point fold)."""
-    rng = np.random.default_rng(5)
-    k, n = 8192, 24
-    x = np.zeros((1, k), np.int8)
-    pos = rng.choice(k, 50, replace=False)
-    x[0, pos] = rng.integers(-128, 128, 50)
-    x[0, pos[:10]] = -128
-    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
-    b = rng.integers(-40000, 40000, n).astype(np.int32)
-    attrs = _attrs(rng, n, "int8", 0.005)
-    attrs["x_zero_point"] = -37
+    x, w, b, attrs = _int8_case(np.random.default_rng(5), 8192, 24, 50, 10, 0.005)
     got, func = _run(x, w, b, attrs)
     assert _is_sparse_kernel(func)
     np.testing.assert_array_equal(got, _reference(x, w, b, attrs))
@@ -316,15 +318,7 @@ def test_kn_bit_exact(n, k, nnz, bias, per_channel):
 def test_kn_int8_activations_and_avx2():
     """int8 activations with a non-zero zero point (zeros skipped, -128 included), on the host and
     compiled for AVX2."""
-    rng = np.random.default_rng(31)
-    k, n = 4096, 48
-    x = np.zeros((1, k), np.int8)
-    pos = rng.choice(k, 60, replace=False)
-    x[0, pos] = rng.integers(-128, 128, 60)
-    x[0, pos[:8]] = -128
-    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
-    b = rng.integers(-40000, 40000, n).astype(np.int32)
-    attrs = {**_attrs(rng, n, "int8", 0.01), "x_zero_point": -37}
+    x, w, b, attrs = _int8_case(np.random.default_rng(31), 4096, 48, 60, 8, 0.01)
     ref = _reference(x, w, b, attrs)
     for target in (load_target("host"), load_target("x86_64-avx2")):
         if target.host_can_run():

@@ -61,18 +61,25 @@ def expected_nonzeros(density: float, k: int) -> float:
     return float(density) * int(k)
 
 
+def input_density(attrs) -> float | None:
+    """The node's ``input_density`` (fraction of non-zero input entries over the calibration
+    samples) as a float in [0, 1], or None when it has no usable one."""
+    d = attrs.get("input_density") if hasattr(attrs, "get") else None
+    if d is None or isinstance(d, bool):
+        return None
+    try:
+        d = float(d)
+    except (TypeError, ValueError):
+        return None
+    return d if 0.0 <= d <= 1.0 else None
+
+
 def sparse_gemv_fits(attrs, m: int, k: int) -> bool:
     """True when qdense should run ``sparse_gemv``: the node carries calibration evidence that
     its input is sparse (``input_density`` * K, the expected non-zero count, fits half the index
     list), one row (MAX_ROWS) and a long reduction (K >= MIN_K)."""
-    d = attrs.get("input_density") if hasattr(attrs, "get") else None
-    if d is None or isinstance(d, bool):
-        return False
-    try:
-        d = float(d)
-    except (TypeError, ValueError):
-        return False
-    if not 0.0 <= d <= 1.0:
+    d = input_density(attrs)
+    if d is None:
         return False
     return m <= MAX_ROWS and k >= MIN_K and expected_nonzeros(d, k) <= index_list(k)[1] // 2
 
@@ -217,14 +224,8 @@ def sparse_kn_fits(attrs, m: int, k: int, n: int) -> bool:
     """qdense with calibration evidence of a sparse input (``input_density``) whose expected
     non-zero count is at most K / KN_BREAK_EVEN, at most MAX_ROWS rows, K >= MIN_K and N <=
     KN_MAX_N: its weights are worth storing as [K, N] (``sparse_kn_qdense``)."""
-    d = attrs.get("input_density") if hasattr(attrs, "get") else None
-    if d is None or isinstance(d, bool):
-        return False
-    try:
-        d = float(d)
-    except (TypeError, ValueError):
-        return False
-    return (0.0 <= d <= 1.0 and m <= MAX_ROWS and k >= MIN_K and n <= KN_MAX_N
+    d = input_density(attrs)
+    return (d is not None and m <= MAX_ROWS and k >= MIN_K and n <= KN_MAX_N
             and expected_nonzeros(d, k) <= k / KN_BREAK_EVEN)
 
 
