@@ -175,63 +175,93 @@ def _out_transpose(req_buf, out_buf, nn, bb, c: int, oh: int, ow: int, L: int):
 
 
 class _Rq:
-    """One requantization stage on vectors of L int32 lanes (channels): ``m`` / ``n`` /
-    ``half`` either per-lane int32 / int32 / int64 vectors (tables) or ints, ``zp`` and the clamp
-    [lo, hi] ints. ``apply(a)`` gives ``clamp(round(a * m / 2^n) + zp, lo, hi)`` as int32 lanes
-    with the bits of quant.py ``requant_expr``: even and odd lanes multiplied as 32 x 32 -> 64-bit
-    products, ``P = p + 2^(n-1) + (p >> 63)``; when every n >= 32, ``(P >> 32) >> (n - 32)`` in
-    int32 (exact: |P| < 2^63), else ``P >> n`` in int64 clamped before the lanes are merged.
-    When every n >= 33 (the usual case), the fewer-instruction form of quant.py ``requant_hi32``:
-    ``q = (hi32(|a| * m) + 2^(n-33)) >> (n - 32)`` (unsigned 32 x 32 -> 64-bit products of the
-    even / odd lanes, their high halves merged by one shuffle), then ``-q`` where a < 0: the
-    reference's round half away from zero of a * m / 2^n (the low 32 bits of 2^(n-1) are zero, so
-    the 64-bit sum never needs them; |a| <= 2^31, m < 2^31: the sum fits 31 bits). With a fused
-    ReLU (lo >= zp) the products are of max(a, 0) and no sign is put back."""
+    """One requantization stage on vectors of L int32 lanes: ``m`` / ``n`` / ``half`` each an int,
+    a per-lane vector (int32 / int32 / int64 tables: the channels in the lanes, ``dwconv_lanes``)
+    or an int32 scalar expression that serves every lane (one channel across the lanes,
+    quant_dw_rows); ``half`` None: 2^(n-1) from n. ``zp`` and the clamp [lo, hi] are ints.
+    ``apply(a)`` gives ``clamp(round(a * m / 2^n) + zp, lo, hi)`` as int32 lanes with the bits of
+    quant.py ``requant_expr``: even and odd lanes multiplied as 32 x 32 -> 64-bit products,
+    ``P = p + 2^(n-1) + (p >> 63)``; when every n >= 32 (``n_min``), ``(P >> 32) >> (n - 32)`` in
+    int32 (exact: |P| < 2^63; the high words taken by one shuffle), else ``P >> n`` in int64
+    clamped before the lanes are merged. ``abs_path`` (default: every n >= 33, the usual case):
+    the fewer-instruction form of quant.py ``requant_hi32``: ``q = (hi32(|a| * m) + 2^(n-33)) >>
+    (n - 32)`` (unsigned 32 x 32 -> 64-bit products of the even / odd lanes, their high halves
+    merged by one shuffle), then ``-q`` where a < 0: the reference's round half away from zero of
+    a * m / 2^n (the low 32 bits of 2^(n-1) are zero, so the 64-bit sum never needs them; |a| <=
+    2^31, m < 2^31: the sum fits 31 bits). With a fused ReLU (lo >= zp) the products are of
+    max(a, 0) and no sign is put back."""
 
-    def __init__(self, L, m, n, half, zp, lo, hi, n_min):
+    def __init__(self, L, m, n, half, zp, lo, hi, n_min, abs_path: bool | None = None):
         H = L // 2
         self.L, self.H, self.zp, self.lo, self.hi = L, H, zp, lo, hi
-        self.i64 = lambda v: tir.Broadcast(tir.const(int(v), "int64"), H)  # noqa: E731
+        self.i64 = lambda v: tir.Broadcast(v if not isinstance(v, int) else tir.const(int(v), "int64"), H)  # noqa: E731
+        b32 = lambda v: tir.Broadcast(v if not isinstance(v, int) else tir.const(int(v), "int32"), L)  # noqa: E731
         ev, od = [2 * j for j in range(H)], [2 * j + 1 for j in range(H)]
         self.hi_path = n_min >= 32
-        self.abs_path = n_min >= 33
+        self.abs_path = n_min >= 33 if abs_path is None else abs_path
+        def vec(v) -> bool:     # a per-lane vector, else an int or a scalar expression
+            if isinstance(v, int):
+                return False
+            ty = getattr(v, "ty", None)     # (TE tensor elements have none: scalars)
+            return ty is not None and tvm.DataType(str(ty)).lanes > 1
 
         def eo32(v):            # an int32xL vector -> its even / odd lanes sign-extended to int64xH
             v64 = tir.reinterpret(f"int64x{H}", v)
             return (tir.shift_right(tir.shift_left(v64, self.i64(32)), self.i64(32)),
                     tir.shift_right(v64, self.i64(32)))
         self.eo32 = eo32
+        # shift amounts as max(., 0): TVM's integer simplifier mis-bounds ``x >> (n - 32)`` for a
+        # loaded n (it folded the clamp after it away); the max keeps the bounds right
+        if isinstance(n, int):
+            k32 = b32(n - 32) if n >= 32 else None
+        elif vec(n):
+            k32 = tir.Max(n - b32(32), b32(0))
+        else:
+            k32 = b32(tir.max(n - 32, 0))
         if self.abs_path:
-            u64 = lambda v: tir.Broadcast(tir.const(int(v), "uint64"), H)  # noqa: E731
+            u64 = lambda v: tir.Broadcast(v if not isinstance(v, int) else tir.const(int(v), "uint64"), H)  # noqa: E731
             self.u64 = u64
             if isinstance(m, int):
                 self.muE = self.muO = u64(m)
-            else:
+            elif vec(m):
                 mv = tir.reinterpret(f"uint64x{H}", m)
                 self.muE, self.muO = tir.bitwise_and(mv, u64(0xFFFFFFFF)), tir.shift_right(mv, u64(32))
-            zero = tir.Broadcast(tir.const(0, "int32"), L)
-            if isinstance(n, int):
-                self.k = tir.Broadcast(tir.const(n - 32, "int32"), L)
-                self.c32 = tir.Broadcast(tir.const(1 << (n - 33), "int32"), L)
             else:
-                self.k = tir.Max(n - tir.Broadcast(tir.const(32, "int32"), L), zero)
-                self.c32 = tir.shift_left(tir.Broadcast(tir.const(1, "int32"), L),
-                                          tir.Max(n - tir.Broadcast(tir.const(33, "int32"), L), zero))
+                self.muE = self.muO = u64(cast(cast(m, "uint32"), "uint64"))
+            self.k = k32
+            if isinstance(n, int):
+                self.c32 = b32(1 << (n - 33))
+            elif vec(n):
+                self.c32 = tir.shift_left(b32(1), tir.Max(n - b32(33), b32(0)))
+            else:
+                self.c32 = b32(tir.shift_left(tir.const(1, "int32"), tir.max(n - 33, 0)))
             return
-        self.mE, self.mO = eo32(m) if not isinstance(m, int) else (self.i64(m), self.i64(m))
-        if isinstance(half, int):
+        if isinstance(m, int):
+            self.mE = self.mO = self.i64(m)
+        elif vec(m):
+            self.mE, self.mO = eo32(m)
+        else:
+            self.mE = self.mO = self.i64(cast(m, "int64"))
+        if half is None and not isinstance(n, int) and not vec(n):
+            n64 = tir.max(cast(n, "int64"), tir.const(1, "int64"))
+            half = tir.shift_left(tir.const(1, "int64"), n64 - tir.const(1, "int64"))
+        elif half is None and vec(n):
+            half = tir.shift_left(tir.Broadcast(tir.const(1, "int64"), L),
+                                  tir.Cast(f"int64x{L}", n) - tir.Broadcast(tir.const(1, "int64"), L))
+        elif half is None:
+            half = 1 << (n - 1)
+        if isinstance(half, int) or not vec(half):
             self.cE = self.cO = self.i64(half)
         else:
             self.cE, self.cO = (tir.Shuffle([half], [tir.const(i, "int32") for i in ix]) for ix in (ev, od))
-        # shift amounts as max(., 0): TVM's integer simplifier mis-bounds ``x >> (n - 32)`` for a
-        # loaded n (it folded the clamp after it away); the max keeps the bounds right
         if self.hi_path:
-            self.k = (tir.Broadcast(tir.const(n - 32, "int32"), L) if isinstance(n, int)
-                      else tir.Max(n - tir.Broadcast(tir.const(32, "int32"), L), tir.Broadcast(tir.const(0, "int32"), L)))
+            self.k = k32
         elif isinstance(n, int):
             self.nE = self.nO = self.i64(n)
-        else:
+        elif vec(n):
             self.nE, self.nO = (tir.Max(v, self.i64(0)) for v in eo32(n))
+        else:
+            self.nE = self.nO = self.i64(tir.max(cast(n, "int64"), tir.const(1, "int64")))
 
     def apply(self, a):
         L, i64 = self.L, self.i64
@@ -263,9 +293,9 @@ class _Rq:
         pE = tE + self.cE + tir.shift_right(tE, i64(63))
         pO = tO + self.cO + tir.shift_right(tO, i64(63))
         if self.hi_path:
-            hE = tir.reinterpret(f"int32x{L}", tir.shift_right(pE, i64(32)))
-            hO = tir.reinterpret(f"int32x{L}", pO)
-            r = tir.Shuffle([hE, hO], [tir.const(j if j % 2 == 0 else L + j, "int32") for j in range(L)])
+            # the high words of the 64-bit sums, one shuffle
+            hE, hO = (tir.reinterpret(f"int32x{L}", v) for v in (pE, pO))
+            r = tir.Shuffle([hE, hO], [tir.const(j + 1 if j % 2 == 0 else L + j, "int32") for j in range(L)])
             r = tir.shift_right(r, self.k)
             r = tir.Max(tir.Min(r, b32(self.hi - self.zp)), b32(self.lo - self.zp))
         else:

@@ -46,7 +46,7 @@ import tvm
 from tvm import te
 
 from ._nn_sched import PARALLEL_MIN_MACS, cast
-from .quant_dw import _flat, _pair_mac, _replace_loop, _seq
+from .quant_dw import _Rq, _flat, _pair_mac, _replace_loop, _seq
 from .quant_isa import Isa
 
 tir = tvm.tirx
@@ -99,84 +99,25 @@ def _min_right_shift(attrs) -> int:
 
 # -- the requantization on vectors of one channel -----------------------------------------------
 
-def _b32(v, L):
-    return tir.Broadcast(v if not isinstance(v, int) else tir.const(int(v), "int32"), L)
-
-
-def _rq_vec(a, m, n, zp: int, lo: int, hi: int, L: int, hi32: bool, low_clamp: bool = False, n_min: int = 0):
+def _rq_vec(a, m, n, zp: int, lo: int, hi: int, L: int, hi32: bool, n_min: int = 0):
     """clamp(round(a * m / 2^n) + zp, lo, hi) on an int32xL vector ``a`` with one (m, n) for every
-    lane (ints or int32 scalar expressions), the bits of quant.py ``requant_hi32`` (``hi32``: every
-    n >= 33) or ``requant_expr``. ``low_clamp`` (hi32 only; quant.py ``_hi32_low_clamp``: lo >= zp):
-    every a < 0 gives lo, and so does max(a, 0) = 0 (q = 0), so no sign is needed. ``n_min``: the
-    smallest n of the node (>= 32: the shift in 32-bit lanes)."""
-    H = L // 2
-    if hi32:
-        u64 = lambda v: tir.Broadcast(tir.const(int(v), "uint64"), H)  # noqa: E731
-        mu = u64(m) if isinstance(m, int) else tir.Broadcast(cast(cast(m, "uint32"), "uint64"), H)
-        if low_clamp:
-            ab = tir.reinterpret(f"uint64x{H}", tir.Max(a, _b32(0, L)))
-        else:
-            sgn = tir.shift_right(a, _b32(31, L))
-            ab = tir.reinterpret(f"uint64x{H}", tir.bitwise_xor(a, sgn) - sgn)   # |a| as uint32 lanes
-        pE = tir.bitwise_and(ab, u64(0xFFFFFFFF)) * mu
-        pO = tir.shift_right(ab, u64(32)) * mu
-        hE, hO = (tir.reinterpret(f"int32x{L}", v) for v in (pE, pO))
-        hv = tir.Shuffle([hE, hO], [tir.const(j + 1 if j % 2 == 0 else L + j, "int32") for j in range(L)])
-        if isinstance(n, int):
-            k, c = _b32(n - 32, L), _b32(1 << (n - 33), L)
-        else:
-            # max(., 0): keeps TVM's integer simplifier from mis-bounding a shift by a loaded n
-            k = _b32(tir.max(n - 32, 0), L)
-            c = _b32(tir.shift_left(tir.const(1, "int32"), tir.max(n - 33, 0)), L)
-        q = tir.shift_right(hv + c, k)
-        if low_clamp:
-            r = tir.Min(q, _b32(hi - zp, L))
-            if lo - zp > 0:
-                r = tir.Max(r, _b32(lo - zp, L))
-        else:
-            r = tir.Select(a < _b32(0, L), _b32(0, L) - q, q)
-            r = tir.Max(tir.Min(r, _b32(hi - zp, L)), _b32(lo - zp, L))
-        return r + _b32(zp, L) if zp else r
-    i64 = lambda v: tir.Broadcast(v if not isinstance(v, int) else tir.const(int(v), "int64"), H)  # noqa: E731
-    v64 = tir.reinterpret(f"int64x{H}", a)
-    aE = tir.shift_right(tir.shift_left(v64, i64(32)), i64(32))
-    aO = tir.shift_right(v64, i64(32))
-    if isinstance(m, int):
-        mv, nv, half = i64(m), i64(n), i64(1 << (n - 1))
-    else:
-        n64 = tir.max(cast(n, "int64"), tir.const(1, "int64"))
-        mv, nv = i64(cast(m, "int64")), i64(n64)
-        half = i64(tir.shift_left(tir.const(1, "int64"), n64 - tir.const(1, "int64")))
-    out = []
-    if n_min >= 32:
-        # every n >= 32: floor(P / 2^n) = floor(floor(P / 2^32) / 2^(n - 32)), the high int32 of
-        # P (|P| < 2^63) shifted in 32-bit lanes (AVX2 has no 64-bit arithmetic shift)
-        for v in (aE, aO):
-            t = v * mv
-            out.append(tir.reinterpret(f"int32x{L}", t + half + tir.shift_right(t, i64(63))))
-        hv = tir.Shuffle(out, [tir.const(j + 1 if j % 2 == 0 else L + j, "int32") for j in range(L)])
-        k = _b32(n - 32, L) if isinstance(n, int) else _b32(tir.max(n - 32, 0), L)
-        r = tir.Max(tir.Min(tir.shift_right(hv, k), _b32(hi - zp, L)), _b32(lo - zp, L))
-        return r + _b32(zp, L) if zp else r
-    for v in (aE, aO):
-        t = v * mv
-        r = tir.shift_right(t + half + tir.shift_right(t, i64(63)), nv)
-        out.append(tir.reinterpret(f"int32x{L}", tir.Max(tir.Min(r, i64(hi - zp)), i64(lo - zp))))
-    r = tir.Shuffle(out, [tir.const(j if j % 2 == 0 else L + j - 1, "int32") for j in range(L)])
-    return r + _b32(zp, L) if zp else r
+    lane (ints or int32 scalar expressions): quant_dw's ``_Rq`` stage, on the multiply-high form
+    of quant.py ``requant_hi32`` exactly when ``hi32`` (every n >= 33, quant.py ``_hi32_ok``),
+    else ``requant_expr``'s; ``n_min``: the smallest n of the node (>= 32: the shift in 32-bit
+    lanes). With a ReLU-style clamp (lo >= zp) the multiply-high needs no sign."""
+    return _Rq(L, m, n, None, zp, lo, hi, n_min, abs_path=hi32).apply(a)
 
 
 def _epilogue_vec(a, attrs, m, n, L: int, hi32: bool):
     """The node's requantization (or fused hard swish) of the int32xL vector ``a`` (bias added),
     narrowed to the output dtype."""
-    from .quant import _hard_swish_tail, _hi32_low_clamp
+    from .quant import _hard_swish_tail
     odt = str(attrs["out_dtype"])
     n_min = _min_right_shift(attrs)
     if str(attrs.get("act", "none")) == "hard_swish":
         h = _rq_vec(a, m, n, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), L, hi32, n_min=n_min)
         return _hard_swish_tail(h, attrs, lanes=L)
-    r = _rq_vec(a, m, n, int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), L, hi32,
-                hi32 and _hi32_low_clamp(attrs), n_min)
+    r = _rq_vec(a, m, n, int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), L, hi32, n_min)
     return tir.Cast(f"{odt}x{L}", r)
 
 
