@@ -156,3 +156,40 @@ def test_convnet_int8_really_is_int8(int8_case, int8_artifact):
 @pytest.mark.parametrize("target", INT8_TARGETS)
 def test_ppocr_int8_bit_identical_to_x86(int8_case, int8_artifact, target):
     _check_bit_identical(int8_case, int8_artifact, "ppocr", target)
+
+
+@pytest.mark.parametrize("target", ["aarch64", "armv7"])
+def test_sparse_qdense_kn_under_qemu(tmp_path, target):
+    """A bag-of-words qdense (int8 activations, as on ARM, with evidence of a sparse input) stores
+    its weights [K, N] on the ARM targets too; under qemu its outputs are the reference's bits for
+    all-zero, sparse and dense rows."""
+    from edgec.artifact.blob import read_blob
+    from edgec.compiler import compile_model
+    from edgec.ir import ops as irops
+    from edgec.ir.graph import Graph, Node, Value
+    from edgec.quant.qmath import quantize_multiplier
+    from edgec.reference.interpreter import run_graph
+    need_tools(target)
+    rng = np.random.default_rng(7)
+    k, n = 1536, 24
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    b = rng.integers(-40000, 40000, n).astype(np.int32)
+    mult = [quantize_multiplier(v) for v in rng.uniform(0.0004, 0.001, n)]
+    attrs = irops.get("qdense").normalize_attrs({
+        "x_zero_point": -5, "multiplier": tuple(m for m, _ in mult), "shift": tuple(s for _, s in mult),
+        "out_zero_point": -3, "qmin": -128, "qmax": 127, "out_dtype": "int8", "input_density": 0.01})
+    g = Graph([Node("qdense", ("x", "w", "b"), ("y",), attrs, "bag")],
+              {"x": Value("x", "int8", (1, k)), "w": Value("w", "int8", w.shape, const=w),
+               "b": Value("b", "int32", b.shape, const=b), "y": Value("y", "int8", (1, n))}, ["x"], ["y"], name="bag")
+    art = compile_model(g, target=target, output_dir=tmp_path / "art", tuning=False)
+    names = {t.name for t in read_blob((art / "model.edgec").read_bytes()).tensors}
+    assert "w#kn" in names and "w" not in names
+    feeds = []
+    for nnz in (0, 15, k):
+        x = np.zeros((1, k), np.int8)
+        pos = rng.choice(k, nnz, replace=False)
+        x[0, pos] = rng.integers(-128, 128, nnz)
+        feeds.append(x)
+    with edgec.runtime.load(art, emulate=True) as m:
+        for x in feeds:
+            np.testing.assert_array_equal(m.run({"x": x})["y"], run_graph(g, {"x": x})["y"])
