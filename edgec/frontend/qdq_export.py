@@ -490,7 +490,6 @@ class _Exporter:
         self.q(y, n.outputs[0], s_o, z_o, odt, base)
 
     def requantize(self, n: Node) -> None:
-        from ..quant.qmath import multiplier_value
         a = n.attrs
         base = n.name or n.outputs[0]
         s_o, z_o, odt = self.out_q(n)
@@ -501,42 +500,35 @@ class _Exporter:
             self.w.emit("GlobalAveragePool", [self.dq(x, s, z, None, f"{base}_x")], [y], base)
         else:
             x = n.inputs[0]
-            xv = self.g.values[x]
-            m = multiplier_value(_tuple(a["multiplier"])[0], _tuple(a["shift"])[0])
-            s_in = None
-            if xv.dtype in _INT8:
-                try:
-                    s_in, z_in = self.act(x)
-                except QdqExportError:
-                    s_in = None
-                else:    # trust the input's scale only when it is the one the multiplier was made of
-                    if z_in != a["in_zero_point"] or abs(s_in / s_o - m) > 1e-6 * m:
-                        s_in = None
-            if s_in is None:
-                s_in = float(np.float32(m * s_o))
+            s_in = self.input_scale(n, x, a["in_zero_point"], 1, s_o, int8=self.g.values[x].dtype in _INT8)
             y = self.dq(x, s_in, a["in_zero_point"], None, f"{base}_x")
         y = self.clamp(y, a["qmin"], a["qmax"], s_o, z_o, odt, base)
         self.q(y, n.outputs[0], s_o, z_o, odt, base)
 
+    def input_scale(self, n: Node, x: str, zp: int, count: int, s_o: float, int8: bool = True) -> float:
+        """The scale of a requantizing node's input ``x`` (multiplier m = s_x / (count s_y)): the
+        input's own when it is the one the multiplier was made of (and ``zp`` its zero point),
+        else the scale the multiplier implies, m * count * s_y."""
+        from ..quant.qmath import multiplier_value
+        m = multiplier_value(_tuple(n.attrs["multiplier"])[0], _tuple(n.attrs["shift"])[0])
+        if int8:
+            try:
+                s_in, z_in = self.act(x)
+            except QdqExportError:
+                pass
+            else:
+                if z_in == zp and abs(s_in / (count * s_o) - m) <= 1e-6 * m:
+                    return s_in
+        return float(np.float32(m * count * s_o))
+
     def global_avg_pool(self, n: Node) -> None:
         """qglobal_avg_pool: DQ(x) -> GlobalAveragePool -> [clamp] -> Q. The input's own scale when
         the multiplier was made of it (s_x / (count s_y)), else the scale the multiplier implies."""
-        from ..quant.qmath import multiplier_value
         a = n.attrs
         base = n.name or n.outputs[0]
         s_o, z_o, odt = self.out_q(n)
         x = n.inputs[0]
-        count = int(np.prod(self.g.values[x].shape[2:]))
-        m = multiplier_value(_tuple(a["multiplier"])[0], _tuple(a["shift"])[0])
-        try:
-            s_in, z_in = self.act(x)
-        except QdqExportError:
-            s_in = None
-        else:
-            if z_in != a["x_zero_point"] or abs(s_in / (count * s_o) - m) > 1e-6 * m:
-                s_in = None
-        if s_in is None:
-            s_in = float(np.float32(m * count * s_o))
+        s_in = self.input_scale(n, x, a["x_zero_point"], int(np.prod(self.g.values[x].shape[2:])), s_o)
         y = self.fresh(f"{base}_y")
         self.w.emit("GlobalAveragePool", [self.dq(x, s_in, a["x_zero_point"], None, f"{base}_x")], [y], base)
         y = self.clamp(y, a["qmin"], a["qmax"], s_o, z_o, odt, base)

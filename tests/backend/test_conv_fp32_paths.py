@@ -238,15 +238,18 @@ def test_forms_switched_off_take_the_direct_convolution(case, monkeypatch):
     check(case, [_compile_run(_spec(case), case.inputs)])
 
 
+def _plan(fn, xs, ws, target=None, **conv):
+    """``fn(spec, x, w)`` (one of nn.py's path plans) for a conv of input ``xs`` and weights ``ws``
+    (``conv``: _conv's strides, pads, dilations, group), on ``target`` (default: the host)."""
+    spec = _spec(_conv("p", xs, ws, **conv))
+    if target is not None:
+        spec = KernelSpec(spec.op, spec.attrs, spec.inputs, spec.outputs, target)
+    return fn(spec, te.placeholder(xs, "float32", name="x"), te.placeholder(ws, "float32", name="w"))
+
+
 def test_flat_depthwise_not_chosen_elsewhere():
     def plan(xs, ws, pads, strides=(1, 1), target=None):
-        case = _conv("p", xs, ws, strides=strides, pads=pads, group=xs[1])
-        spec = _spec(case)
-        if target is not None:
-            spec = KernelSpec(spec.op, spec.attrs, spec.inputs, spec.outputs, target)
-        x = te.placeholder(xs, "float32", name="x")
-        w = te.placeholder(ws, "float32", name="w")
-        return nnk._flat_depthwise_plan(spec, x, w)
+        return _plan(nnk._flat_depthwise_plan, xs, ws, target, strides=strides, pads=pads, group=xs[1])
     from edgec.targets import load_target
     assert plan((1, 4, 25, 5), (4, 1, 3, 3), (1, 1, 1, 1)) == 16
     assert plan((1, 4, 14, 14), (4, 1, 3, 3), (1, 1, 1, 1)) is None            # rows of 14: row tile
@@ -309,13 +312,7 @@ def test_flat_dense_not_chosen_elsewhere():
     from edgec.targets import load_target
 
     def plan(xs, ws, pads, strides=(1, 1), target=None):
-        case = _conv("p", xs, ws, strides=strides, pads=pads)
-        spec = _spec(case)
-        if target is not None:
-            spec = KernelSpec(spec.op, spec.attrs, spec.inputs, spec.outputs, target)
-        x = te.placeholder(xs, "float32", name="x")
-        w = te.placeholder(ws, "float32", name="w")
-        return nnk._flat_dense_plan(spec, x, w)
+        return _plan(nnk._flat_dense_plan, xs, ws, target, strides=strides, pads=pads)
     assert plan((1, 128, 28, 28), (128, 128, 3, 3), (1, 1, 1, 1)) == (16, 7, 2)     # resnet50's 28x28 3x3
     assert plan((1, 8, 14, 14), (8, 8, 3, 3), (1, 1, 1, 1)) is None       # 196 pixels: no whole blocks
     assert plan((1, 8, 8, 56), (8, 8, 3, 3), (1, 1, 1, 1)) is None        # the 56-column row tile
@@ -329,10 +326,7 @@ def test_flat_dense_not_chosen_elsewhere():
 
 def test_strided_pointwise_plan():
     def plan(xs, ws, strides, pads=(0, 0, 0, 0), group=1):
-        case = _conv("p", xs, ws, strides=strides, pads=pads, group=group)
-        x = te.placeholder(xs, "float32", name="x")
-        w = te.placeholder(ws, "float32", name="w")
-        return nnk._strided_pointwise_plan(_spec(case), x, w)
+        return _plan(nnk._strided_pointwise_plan, xs, ws, strides=strides, pads=pads, group=group)
     assert plan((1, 256, 56, 56), (512, 256, 1, 1), (2, 2))               # resnet50's downsampling
     assert not plan((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2))          # 196 pixels: no whole vectors
     assert not plan((1, 8, 14, 14), (12, 8, 1, 1), (1, 1))                # stride 1: the GEMM already
@@ -380,13 +374,7 @@ def test_flat_dense_strided_not_chosen_elsewhere():
     from edgec.targets import load_target
 
     def plan(xs, ws, strides, pads=(1, 1, 1, 1), dilations=(1, 1), target=None):
-        case = _conv("p", xs, ws, strides=strides, pads=pads, dilations=dilations)
-        spec = _spec(case)
-        if target is not None:
-            spec = KernelSpec(spec.op, spec.attrs, spec.inputs, spec.outputs, target)
-        x = te.placeholder(xs, "float32", name="x")
-        w = te.placeholder(ws, "float32", name="w")
-        return nnk._flat_dense_strided_plan(spec, x, w)
+        return _plan(nnk._flat_dense_strided_plan, xs, ws, target, strides=strides, pads=pads, dilations=dilations)
     assert plan((1, 128, 56, 56), (128, 128, 3, 3), (2, 2)) == (16, 7, 2)     # resnet50's n39
     assert plan((1, 256, 28, 28), (256, 256, 3, 3), (2, 2)) is None           # rows of 14
     assert plan((1, 8, 28, 28), (8, 8, 3, 3), (1, 1)) is None                 # stride 1: _flat_dense_plan

@@ -530,9 +530,7 @@ def _conv_flat_depthwise(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, out_sh
         sch.vectorize(v2)
         if (_extent(sch, parts_o[1]) or 1) > 1:
             sch.vectorize(parts_o[1])
-    ins = [x3, w] + ([b] if b is not None else []) + ([res] if res is not None else [])
-    func = scheduled(spec, ins, [out], schedule)
-    return _param_shapes(func, {0: _ints(x.shape)}, ins, res, out_shape)
+    return _flat_dense_func(spec, x3, w, b, res, out, schedule, out_shape, {0: _ints(x.shape)})
 
 
 # a float32 stride-1 dense convolution that keeps the image size, whose rows are longer than a
@@ -551,9 +549,7 @@ def _flat_dense_plan(spec: KernelSpec, x: te.Tensor, w: te.Tensor):
     a tile of 12 to 24 accumulators."""
     if not FLAT_DENSE or "conv" in _ns.TILE_OVERRIDE:
         return None
-    if str(x.dtype) != "float32" or len(x.shape) != 4 or int(spec.attrs.get("group", 1)) != 1:
-        return None
-    if _ns.vector_registers(spec.target) < 32:
+    if not _flat_dense_eligible(spec, x):
         return None
     n, c, ih, iw = _ints(x.shape)
     oc, _, kh, kw = _ints(w.shape)
@@ -590,9 +586,7 @@ def _flat_dense_strided_plan(spec: KernelSpec, x: te.Tensor, w: te.Tensor):
     ``ow * sw >= iw`` (a tap past the output row's edge reads padding)."""
     if not (FLAT_DENSE and FLAT_DENSE_STRIDED) or "conv" in _ns.TILE_OVERRIDE:
         return None
-    if str(x.dtype) != "float32" or len(x.shape) != 4 or int(spec.attrs.get("group", 1)) != 1:
-        return None
-    if _ns.vector_registers(spec.target) < 32:
+    if not _flat_dense_eligible(spec, x):
         return None
     n, c, ih, iw = _ints(x.shape)
     oc, _, kh, kw = _ints(w.shape)
@@ -610,6 +604,36 @@ def _flat_dense_strided_plan(spec: KernelSpec, x: te.Tensor, w: te.Tensor):
         return None
     mr = next((m for m in range(24 // P, 0, -1) if oc % m == 0), 1)
     return (L, P, mr) if mr * P >= 12 else None
+
+
+def _flat_dense_eligible(spec, x) -> bool:
+    """What both flat dense forms need: a float32 NCHW conv without groups, on a target with 32
+    vector registers."""
+    return (str(x.dtype) == "float32" and len(x.shape) == 4 and int(spec.attrs.get("group", 1)) == 1
+            and _ns.vector_registers(spec.target) >= 32)
+
+
+def _flat_reduce_axes(c: int, kh: int, kw: int):
+    """(rc, ry, rx, red) of the flat dense forms: an axis of extent one is the constant 0 and gets
+    no reduction loop (TVM drops unit loops); ``red`` the real ones in order."""
+    rc, ry, rx = (te.reduce_axis((0, e), name=nm) if e > 1 else tir.const(0, "int32")
+                  for e, nm in ((c, "rc"), (kh, "ry"), (kw, "rx")))
+    return rc, ry, rx, [a for a, e in ((rc, c), (ry, kh), (rx, kw)) if e > 1]
+
+
+def _flat_dense_out(acc_f, epi, n: int, oc: int, hw: int, P: int, L: int):
+    """The flat dense forms' ``acc`` [n, oc, blocks, P, L] (``acc_f``) and their output [n, oc, hw]
+    through the epilogue ``epi``."""
+    B = P * L
+    acc = te.compute((n, oc, hw // B, P, L), acc_f, name="acc")
+    return te.compute((n, oc, hw), lambda bi, o, j: epi(acc[bi, o, j // B, (j % B) // L, j % L], bi, o, [j]),
+                      name="out")
+
+
+def _flat_dense_func(spec, x, w, b, res, out, schedule, out_shape, shapes: dict):
+    """The flat dense forms' PrimFunc (inputs x, w, [bias], [residual]) with their parameter shapes."""
+    ins = [x, w] + ([b] if b is not None else []) + ([res] if res is not None else [])
+    return _param_shapes(scheduled(spec, ins, [out], schedule), shapes, ins, res, out_shape)
 
 
 def _flat_dense_schedule(sch, macs: int, mr: int, P: int, L: int, red: list, c: int,
@@ -684,9 +708,7 @@ def _conv_flat_dense_strided(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, ou
         return tir.if_then_else(ok, x[bi, cc, tir.max(tir.min(r, ih - 1), 0), tir.min(col, iw - 1)],
                                 tir.const(0.0, "float32"))
     xf = te.compute((n, c, sh * sw, rows * ow), xf_f, name="xf")
-    rc, ry, rx = (te.reduce_axis((0, e), name=nm) if e > 1 else tir.const(0, "int32")
-                  for e, nm in ((c, "rc"), (kh, "ry"), (kw, "rx")))
-    red = [a for a, e in ((rc, c), (ry, kh), (rx, kw)) if e > 1]
+    rc, ry, rx, red = _flat_reduce_axes(c, kh, kw)
 
     def acc_f(bi, o, blk, v, l):
         q = blk * B + v * L + l
@@ -697,11 +719,7 @@ def _conv_flat_dense_strided(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, ou
         val = tir.Select(tir.all(col >= 0, col < ow), xf[bi, rc, ph, q + (dy - imin + 1) * ow + dx],
                          tir.const(0.0, "float32"))
         return te.sum(val * w[o, rc, ry, rx], axis=red)
-    acc = te.compute((n, oc, hw // B, P, L), acc_f, name="acc")
-
-    def out_f(bi, o, j):
-        return epi(acc[bi, o, j // B, (j % B) // L, j % L], bi, o, [j])
-    out = te.compute((n, oc, hw), out_f, name="out")
+    out = _flat_dense_out(acc_f, epi, n, oc, hw, P, L)
 
     def schedule(sch, _spec):
         b_xf = _flat_dense_schedule(sch, n * oc * hw * c * kh * kw, mr, P, L, red, c,
@@ -709,9 +727,7 @@ def _conv_flat_dense_strided(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, ou
         # the copy by output rows (a strided gather of an input row, vectorized)
         _, xc = sch.split(sch.get_loops(b_xf)[-1], [None, ow])
         sch.vectorize(xc)
-    ins = [x, w] + ([b] if b is not None else []) + ([res] if res is not None else [])
-    func = scheduled(spec, ins, [out], schedule)
-    return _param_shapes(func, {}, ins, res, out_shape)
+    return _flat_dense_func(spec, x, w, b, res, out, schedule, out_shape, {})
 
 
 def _conv_flat_dense(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, out_shape, out_dtype: str, L: int, P: int,
@@ -734,21 +750,14 @@ def _conv_flat_dense(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, out_shape,
     xf = te.compute((n, c, flen), lambda bi, cc, j: tir.if_then_else(
         tir.all(j >= front, j < front + hw), x3[bi, cc, tir.max(tir.min(j - front, hw - 1), 0)],
         tir.const(0.0, "float32")), name="xf")
-    # an axis of extent one gets no reduction loop (TVM drops unit loops)
-    rc, ry, rx = (te.reduce_axis((0, e), name=nm) if e > 1 else tir.const(0, "int32")
-                  for e, nm in ((c, "rc"), (kh, "ry"), (kw, "rx")))
-    red = [a for a, e in ((rc, c), (ry, kh), (rx, kw)) if e > 1]
+    rc, ry, rx, red = _flat_reduce_axes(c, kh, kw)
 
     def acc_f(bi, o, blk, v, l):
         q = blk * B + v * L + l
         col = tir.floormod(v * L + l, iw) + rx - pl       # B is whole rows
         val = tir.Select(tir.all(col >= 0, col < iw), xf[bi, rc, q + ry * iw + rx], tir.const(0.0, "float32"))
         return te.sum(val * w[o, rc, ry, rx], axis=red)
-    acc = te.compute((n, oc, hw // B, P, L), acc_f, name="acc")
-
-    def out_f(bi, o, j):
-        return epi(acc[bi, o, j // B, (j % B) // L, j % L], bi, o, [j])
-    out = te.compute((n, oc, hw), out_f, name="out")
+    out = _flat_dense_out(acc_f, epi, n, oc, hw, P, L)
 
     def schedule(sch, _spec):
         b_xf = _flat_dense_schedule(sch, n * oc * hw * c * kh * kw, mr, P, L, red, c)
@@ -757,9 +766,7 @@ def _conv_flat_dense(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, out_shape,
         for lp in (sch.loop_partition(xl, parts[:-1] + [None]) if len(parts) > 1 else [xl]):
             if (_extent(sch, lp) or 1) > 1:
                 sch.vectorize(lp)
-    ins = [x3, w] + ([b] if b is not None else []) + ([res] if res is not None else [])
-    func = scheduled(spec, ins, [out], schedule)
-    return _param_shapes(func, {0: _ints(x.shape)}, ins, res, out_shape)
+    return _flat_dense_func(spec, x3, w, b, res, out, schedule, out_shape, {0: _ints(x.shape)})
 
 
 def _bias_epilogue(b, out_dtype: str, act_min: float | None = None, act_max: float | None = None, res=None):
