@@ -2,6 +2,9 @@
 
 conv, conv_transpose, max_pool and avg_pool use the register-tiled direct convolution of
 ``_nn_sched`` (pools as a depthwise window reduction with max, or sum and a divisor), except
+float ungrouped convs on AVX-512 whose output rows are at most one vector and not whole vectors
+(resnet50's 14x14 and 7x7 stages), which put 16 output channels in each vector's lanes
+(``_conv_oc_lanes``, weights stored [O/16, KH, KW, C, 16] at compile time), and
 float 1x1 stride-1 convolutions on images whose rows fill vectors badly (25x5, 14x14, 7x7),
 which run as ``gemm_nn`` over the flattened pixels (the kernel sees its arguments through
 ``with_param_shapes``), or, on AVX-512 targets where the pixels are whole vectors and 1-4 more
@@ -33,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import tvm
@@ -42,7 +46,8 @@ from ._nn_sched import (NO_TIR_CSE_ATTR, ConvProblem, _extent, acc_dtype, cast, 
                         gemm_nn, lane_options, lowest_value, max_reduce, scheduled, with_param_shapes)
 from . import _nn_sched as _ns
 from .common import placeholder, prim_func
-from .registry import KernelSpec, kernel
+from .quant_conv import Packing, prepack_rule
+from .registry import KernelSpec, TensorType, kernel
 
 tir = tvm.tirx
 
@@ -110,6 +115,9 @@ def conv(spec: KernelSpec):
     has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
     b = placeholder(spec, 2, "bias") if has_bias else None
     out_shape, out_dtype = _out(spec)
+    lanes_tile = _oc_lanes_plan(spec)
+    if lanes_tile is not None:
+        return _conv_oc_lanes(spec, x, b, out_shape, out_dtype, lanes_tile)
     plan = _pointwise_gemm(spec, x, w)
     if plan is not None:
         return _conv_as_gemm(spec, x, w, b, out_shape, out_dtype, plan)
@@ -345,6 +353,190 @@ def _conv_im2col_tail(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, out_shape
     ins = [x, w2] + ([b] if b is not None else []) + ([res] if res is not None else [])
     func = scheduled(spec, ins, [out], schedule)
     return _param_shapes(func, {1: _ints(w.shape)}, ins, res, out_shape)
+
+
+# -- float convolution with output channels in the vector lanes -----------------------------------
+# a float32 ungrouped 2-D convolution on AVX-512 (32 vector registers) whose output rows fill
+# vectors badly (14x14: 14 of 16 lanes; 7x7) runs with L output channels in each vector's lanes
+# (``_conv_oc_lanes``): acc[n, o/L, oy, ox, o%L] over (c, ky, kx), a register tile of ``obr``
+# channel blocks x ``pr`` pixels of one row, each input element broadcast to the tile's channel
+# blocks. Every lane holds a real output whatever the image width. Its weights are read as
+# [ceil(O/L), C, KH, KW, L] (stored so in the artifact: ``_conv_oc_lanes_prepack``, else packed per
+# call). False: the forms above.
+OC_LANES = True
+# tiles of at most this many accumulator vectors (of 32 registers: the rest hold the block's
+# weight vectors and the broadcast input)
+OC_LANES_MAX_ACC = 28
+OC_LANES_MIN_ACC_1X1 = 24
+OC_LANES_LAYOUT = "oc{L}"
+
+
+@dataclass(frozen=True)
+class OcLanesTile:
+    lanes: int      # output channels per vector
+    obr: int        # channel blocks per register tile
+    pr: int         # output pixels (of one row) per register tile
+
+
+def _oc_lanes_widths(spec: KernelSpec) -> tuple:
+    """The original weight shape (packed or not)."""
+    if spec.attrs.get("w_layout"):
+        return _ints(spec.attrs["w_shape"])
+    return _ints(spec.inputs[1].shape)
+
+
+def _oc_lanes_plan(spec: KernelSpec) -> OcLanesTile | None:
+    """The tile of ``_conv_oc_lanes`` for this conv spec, or None. A pure function of the spec
+    (the prepack rule and the dispatch both call it)."""
+    if not OC_LANES or "conv" in _ns.TILE_OVERRIDE:
+        return None
+    x = spec.inputs[0]
+    if x is None or len(spec.inputs) < 2 or spec.inputs[1] is None:
+        return None
+    if str(x.dtype) != "float32" or len(x.shape) != 4 or int(spec.attrs.get("group", 1)) != 1:
+        return None
+    if _ns.vector_registers(spec.target) < 32:
+        return None
+    L = _lanes(spec, "float32")
+    if L < 16:
+        return None
+    w_shape = _oc_lanes_widths(spec)
+    oc, c = w_shape[0], w_shape[1]
+    oh, ow = _ints(spec.outputs[0].shape)[2:]
+    if oc % L or c < 16 or ow % L == 0:
+        return None
+    if ow > L:
+        return None        # rows of more than a vector: the row and flat forms fill lanes well
+    nb = oc // L
+    # pixels of one row per tile: the whole row, or its largest divisor leaving >= 2 channel blocks
+    best = None
+    for pr in range(ow, 0, -1):
+        if ow % pr:
+            continue
+        # live registers: the accumulators, the vectors of the tile's inner loop (the channel
+        # blocks' weights, or the pixels' broadcasts) and one of the other
+        obr = max((d for d in range(1, nb + 1) if nb % d == 0 and d * pr <= OC_LANES_MAX_ACC
+                   and d * pr + min(d, pr) + 1 <= 32), default=0)
+        if obr == 0:
+            continue
+        a = obr * pr
+        # per k step: a FMAs, obr weight loads, pr broadcasts
+        cost = (max(a, (obr + pr) / 2.0) + 0.25 * (obr + pr)) / a
+        if best is None or cost < best[0] - 1e-9:
+            best = (cost, obr, pr)
+    if best is None or best[1] * best[2] < 12:
+        return None
+    st = _ints(spec.attrs["strides"])
+    if w_shape[2] * w_shape[3] == 1 and all(v == 1 for v in st) and best[1] * best[2] < OC_LANES_MIN_ACC_1X1:
+        # a 1x1 stride-1 conv is a GEMM whose forms fill every lane already (tail columns): the
+        # lanes form wins there only with a full tile (7x7, 2048 <-> 512, resnet50: 1.05-1.08 ms
+        # with 2 x 7 accumulators, against 0.92-0.98 ms for the tail GEMM)
+        return None
+    return OcLanesTile(L, best[1], best[2])
+
+
+def pack_oc_lanes(w: np.ndarray, lanes: int) -> np.ndarray:
+    """[O, C, KH, KW] -> [O/L, KH, KW, C, L] (O a multiple of L)."""
+    w = np.asarray(w)
+    o, c, kh, kw = w.shape
+    return np.ascontiguousarray(w.reshape(o // lanes, lanes, c, kh, kw).transpose(0, 3, 4, 2, 1))
+
+
+@prepack_rule("conv")
+def _conv_oc_lanes_prepack(spec: KernelSpec) -> dict:
+    if spec.attrs.get("w_layout"):
+        return {}
+    tile = _oc_lanes_plan(spec)
+    if tile is None:
+        return {}
+    w = spec.inputs[1]
+    o, c, kh, kw = _ints(w.shape)
+    L = tile.lanes
+    layout = OC_LANES_LAYOUT.format(L=L)
+    return {1: Packing(layout, TensorType(w.dtype, (o // L, kh, kw, c, L)), lambda a: pack_oc_lanes(a, L),
+                       (("w_layout", layout), ("w_shape", (o, c, kh, kw))))}
+
+
+def _conv_oc_lanes(spec: KernelSpec, x: te.Tensor, b, out_shape, out_dtype: str, tile: OcLanesTile):
+    L, obr, pr = tile.lanes, tile.obr, tile.pr
+    n, c, ih, iw = _ints(x.shape)
+    oc, _, kh, kw = _oc_lanes_widths(spec)
+    nb = oc // L
+    oh, ow = _ints(spec.outputs[0].shape)[2:]
+    sh, sw = _ints(spec.attrs["strides"])
+    dh, dw = _ints(spec.attrs["dilations"])
+    pads = _ints(spec.attrs["pads"])
+    pt, pl = pads[0], pads[1]
+    packed = bool(spec.attrs.get("w_layout"))
+    if packed:
+        wp = te.placeholder((nb, kh, kw, c, L), "float32", name="w")
+        w_in = wp
+    else:
+        w_in = placeholder(spec, 1, "w")
+        wp = te.compute((nb, kh, kw, c, L), lambda ob, ky, kx, cc, l: w_in[ob * L + l, cc, ky, kx], name="wp")
+    rows = (oh - 1) * sh + (kh - 1) * dh + 1
+    cols = (ow - 1) * sw + (kw - 1) * dw + 1
+    if any(pads):
+        def xp_f(bi, cc, r, q):
+            y, xx = r - pt, q - pl
+            inside = tir.all(y >= 0, y < ih, xx >= 0, xx < iw)
+            return tir.if_then_else(inside, x[bi, cc, tir.min(tir.max(y, 0), ih - 1), tir.min(tir.max(xx, 0), iw - 1)],
+                                    tir.const(0.0, "float32"))
+        xp = te.compute((n, c, rows, cols), xp_f, name="xp")
+    else:
+        xp = x
+    rc = te.reduce_axis((0, c), name="rc")
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+    acc = te.compute((n, nb, oh, ow, L), lambda bi, ob, oy, ox, l: te.sum(
+        xp[bi, rc, oy * sh + ry * dh, ox * sw + rx * dw] * wp[ob, ry, rx, rc, l], axis=[ry, rx, rc]), name="acc")
+    res = _residual(spec, flat=False)
+    epi = _bias_epilogue(b, out_dtype, *_act_bounds(spec), res=res)
+    out = te.compute(tuple(out_shape), lambda bi, o, oy, ox: epi(acc[bi, o // L, oy, ox, o % L], bi, o, [oy, ox]),
+                     name="out")
+    macs = n * oc * oh * ow * c * kh * kw
+
+    def schedule(sch, _spec):
+        b_acc, b_out = sch.get_sblock("acc"), sch.get_sblock("out")
+        bl, ol, yl, xl = sch.get_loops(b_out)
+        obo, obi, li = sch.split(ol, [None, obr, L])
+        xo, xi = sch.split(xl, [None, pr])
+        sch.reorder(bl, obo, yl, xo, obi, li, xi)
+        outer = sch.fuse(bl, obo, yl) if n > 1 else sch.fuse(obo, yl)
+        if macs >= _ns.parallel_min_macs("float32"):
+            sch.parallel(outer)
+        sch.compute_at(b_acc, xo)
+        loops = sch.get_loops(b_acc)
+        at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(xo)))
+        # (channel blocks, pixels, lanes) then (ky, kx, c): the loops of extent 1 are gone
+        n_red = 1 + (kh > 1) + (kw > 1)
+        below = loops[at + 1:]
+        red, spatial = below[-n_red:], below[:-n_red]
+        ob_l = spatial[0] if obr > 1 else None
+        x_l = spatial[-2] if pr > 1 else None
+        # the smaller of (channel blocks, pixels) innermost: its vectors stay live across the
+        # other (obr weights, or pr broadcasts)
+        order = [x_l, ob_l] if obr <= pr else [ob_l, x_l]
+        order = [lp for lp in order if lp is not None]
+        sch.reorder(*red, *order, spatial[-1])
+        for lp in order:
+            sch.unroll(lp)
+        sch.vectorize(spatial[-1])
+        sch.decompose_reduction(b_acc, red[0])
+        sch.unroll(obi)
+        sch.vectorize(xi) if pr > 1 else None
+        if not packed:
+            lw = sch.get_loops(sch.get_sblock("wp"))
+            sch.vectorize(lw[-1])
+            if macs >= _ns.parallel_min_macs("float32"):
+                sch.parallel(lw[0])
+        if any(pads):
+            lx = sch.get_loops(sch.get_sblock("xp"))
+            sch.vectorize(lx[-1])
+            if macs >= _ns.parallel_min_macs("float32"):
+                sch.parallel(sch.fuse(lx[0], lx[1]) if n > 1 else lx[1])
+    ins = [x, wp if packed else w_in] + ([b] if b is not None else []) + ([res] if res is not None else [])
+    return scheduled(spec, ins, [out], schedule)
 
 
 # a float32 dense convolution other than 1x1 stride 1 whose output rows are at most half a vector
