@@ -2,12 +2,12 @@
 compile-time weight layout ([O/L, KH, KW, C, L], nn._conv_oc_lanes_prepack):
 
 - the numpy packing against the layout's definition, element by element;
-- which specs take the form (AVX-512 float32, ungrouped, O a multiple of 16, output rows of at
-  most one vector that are not whole vectors; 1x1 stride-1 convs only with a full tile) and that
-  the prepack rule and the dispatch agree;
+- which specs take the form (AVX-512 float32, ungrouped, O a multiple of 16, output rows that are
+  not whole vectors: at most one vector, or longer with more than one tap; 1x1 stride-1 convs only
+  with a full tile) and that the prepack rule and the dispatch agree;
 - kernels built with the weights stored packed (graph constants) and packed per call (runtime
   weights) against the numpy reference: 3x3 / 1x1, strides, asymmetric padding, dilation, a
-  residual and a clamp, batch 2, every tile shape the plan picks on 14x14 and 7x7 rows;
+  residual and a clamp, batch 2, the tiles of rows of 14, 7, 12, 8 and 36 (a tile of part of a row);
 - a compiled artifact stores ``w#oc16`` and gives the reference's outputs with packing on and off.
 """
 from __future__ import annotations
@@ -63,6 +63,8 @@ def test_which_specs_take_the_form():
         _spec((1, 512, 7, 7), (512, 512, 3, 3), pads=(1, 1, 1, 1)),            # stage 4
         _spec((1, 256, 14, 14), (1024, 256, 1, 1)),                             # 1x1, full tile
         _spec((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2)),                     # strided 1x1
+        _spec((1, 64, 56, 56), (64, 64, 3, 3), pads=(1, 1, 1, 1)),              # 56 = 3.5 vectors
+        _spec((1, 128, 56, 56), (128, 128, 3, 3), (2, 2), (1, 1, 1, 1)),        # 28 = 1.75 vectors
     ]
     for s in take:
         tile = _oc_lanes_plan(s)
@@ -75,8 +77,8 @@ def test_which_specs_take_the_form():
         assert p.packed.shape == (o // 16, kh, kw, c, 16)
     leave = [
         _spec((1, 512, 7, 7), (2048, 512, 1, 1)),                  # 1x1 on rows of 7: 14 accumulators
-        _spec((1, 64, 56, 56), (64, 64, 3, 3), pads=(1, 1, 1, 1)),  # rows of whole vectors
-        _spec((1, 64, 28, 28), (64, 64, 3, 3), pads=(1, 1, 1, 1)),  # rows longer than a vector
+        _spec((1, 64, 64, 64), (64, 64, 3, 3), pads=(1, 1, 1, 1)),  # rows of whole vectors
+        _spec((1, 64, 28, 28), (128, 64, 1, 1)),                    # 1x1 on rows longer than a vector
         _spec((1, 64, 14, 14), (40, 64, 3, 3), pads=(1, 1, 1, 1)),  # O not a multiple of 16
         _spec((1, 64, 14, 14), (64, 1, 3, 3), pads=(1, 1, 1, 1), group=64),   # depthwise
         _spec((1, 8, 14, 14), (64, 8, 3, 3), pads=(1, 1, 1, 1)),    # too few input channels
@@ -112,6 +114,7 @@ CASES = [
     _case("c1x1_14_res", (1, 64, 14, 14), (128, 64, 1, 1), residual=True, act=(0.0, None)),
     _case("c1x1_s2", (1, 32, 14, 14), (32, 32, 1, 1), (2, 2)),
     _case("c5x5_12", (1, 16, 12, 12), (16, 16, 5, 5), pads=(2, 2, 2, 2)),
+    _case("c3x3_wide_36", (1, 24, 10, 36), (32, 24, 3, 3), pads=(1, 1, 1, 1), act=(0.0, None)),
 ]
 
 

@@ -357,7 +357,8 @@ def _conv_im2col_tail(spec: KernelSpec, x: te.Tensor, w: te.Tensor, b, out_shape
 
 # -- float convolution with output channels in the vector lanes -----------------------------------
 # a float32 ungrouped 2-D convolution on AVX-512 (32 vector registers) whose output rows fill
-# vectors badly (14x14: 14 of 16 lanes; 7x7) runs with L output channels in each vector's lanes
+# vectors badly (14x14: 14 of 16 lanes; 7x7; with more than one tap also 56 = 3.5 vectors) and
+# whose output channels are whole vectors runs with L output channels in each vector's lanes
 # (``_conv_oc_lanes``): acc[n, o/L, oy, ox, o%L] over (c, ky, kx), a register tile of ``obr``
 # channel blocks x ``pr`` pixels of one row, each input element broadcast to the tile's channel
 # blocks. Every lane holds a real output whatever the image width. Its weights are read as
@@ -368,6 +369,10 @@ OC_LANES = True
 # weight vectors and the broadcast input)
 OC_LANES_MAX_ACC = 28
 OC_LANES_MIN_ACC_1X1 = 24
+# also convs with more than one tap on rows longer than a vector that are not whole vectors (tiles
+# of a divisor of the row): resnet50's 3x3 on 56x56, 64 channels, 2106 -> 2075 us, its stride-2
+# 3x3 56 -> 28, 128 channels, 2148 -> 2066 us (Zen 4, kernel alone)
+OC_LANES_WIDE = True
 OC_LANES_LAYOUT = "oc{L}"
 
 
@@ -405,8 +410,10 @@ def _oc_lanes_plan(spec: KernelSpec) -> OcLanesTile | None:
     oh, ow = _ints(spec.outputs[0].shape)[2:]
     if oc % L or c < 16 or ow % L == 0:
         return None
-    if ow > L:
-        return None        # rows of more than a vector: the row and flat forms fill lanes well
+    if ow > L and (not OC_LANES_WIDE or w_shape[2] * w_shape[3] == 1):
+        # rows of more than a vector: 1x1 convs there are GEMMs over whole vectors of pixels
+        # (114-116 GFLOP/s either way: resnet50's 28x28 and 56x56 1x1 convs)
+        return None
     nb = oc // L
     # pixels of one row per tile: the whole row, or its largest divisor leaving >= 2 channel blocks
     best = None
@@ -476,7 +483,8 @@ def _conv_oc_lanes(spec: KernelSpec, x: te.Tensor, b, out_shape, out_dtype: str,
         wp = te.compute((nb, kh, kw, c, L), lambda ob, ky, kx, cc, l: w_in[ob * L + l, cc, ky, kx], name="wp")
     rows = (oh - 1) * sh + (kh - 1) * dh + 1
     cols = (ow - 1) * sw + (kw - 1) * dw + 1
-    if any(pads):
+    copy = any(pads)
+    if copy:
         def xp_f(bi, cc, r, q):
             y, xx = r - pt, q - pl
             inside = tir.all(y >= 0, y < ih, xx >= 0, xx < iw)
@@ -530,7 +538,7 @@ def _conv_oc_lanes(spec: KernelSpec, x: te.Tensor, b, out_shape, out_dtype: str,
             sch.vectorize(lw[-1])
             if macs >= _ns.parallel_min_macs("float32"):
                 sch.parallel(lw[0])
-        if any(pads):
+        if copy:
             lx = sch.get_loops(sch.get_sblock("xp"))
             sch.vectorize(lx[-1])
             if macs >= _ns.parallel_min_macs("float32"):
