@@ -192,13 +192,15 @@ def test_artifact_stores_the_lanes_layout(tmp_path, monkeypatch):
     np.testing.assert_array_equal(outs["1"], outs["0"])
 
 
-# float depthwise stride-2 convolutions whose per-channel phase copies are one vector long
-# (_nn_sched.STRIDED_COPY_ONE_VECTOR: rows of 9-16 outputs are vectorized gathers) and around it
-def _dw(id_, c, h, w, s=2, act=(0.0, 6.0)):
+# float depthwise stride-2 convolutions: per-channel phase copies one vector long
+# (_nn_sched.STRIDED_COPY_ONE_VECTOR: rows of 9-16 outputs are vectorized gathers), longer ones with
+# the padding written only at the borders (_nn_sched.STRIDED_BORDER_FILL: left / right columns per
+# phase, odd widths, TF-style padding at the end only), and the others
+def _dw(id_, c, h, w, s=2, act=(0.0, 6.0), pads=(1, 1, 1, 1)):
     x = RNG.standard_normal((1, c, h, w)).astype(np.float32)
     wt = RNG.standard_normal((c, 1, 3, 3)).astype(np.float32)
     b = RNG.standard_normal(c).astype(np.float32)
-    attrs = dict(strides=(s, s), pads=(1, 1, 1, 1), dilations=(1, 1), group=c, act_min=act[0], act_max=act[1])
+    attrs = dict(strides=(s, s), pads=pads, dilations=(1, 1), group=c, act_min=act[0], act_max=act[1])
     return Case(id_, "conv", attrs, [x, wt, b], rtol=1e-5, atol=1e-5)
 
 
@@ -208,13 +210,17 @@ DW_CASES = [
     _dw("dw_s2_odd_17to9", 5, 17, 17),
     _dw("dw_s2_14to7", 16, 14, 14),
     _dw("dw_s2_56to28", 4, 56, 56),
+    _dw("dw_s2_odd_75to38", 3, 75, 75, act=(None, None)),
+    _dw("dw_s2_tf_same_end", 4, 56, 56, pads=(0, 0, 1, 1)),
+    _dw("dw_s2_wide_pad2", 2, 40, 70, pads=(2, 3, 1, 2)),
 ]
 
 
-@pytest.mark.parametrize("vec", [True, False])
-def test_strided_depthwise_copies(tmp_path, monkeypatch, vec):
+@pytest.mark.parametrize("vec,border", [(True, True), (False, False)])
+def test_strided_depthwise_copies(tmp_path, monkeypatch, vec, border):
     from edgec.backend.kernels import _nn_sched
     monkeypatch.setattr(_nn_sched, "STRIDED_COPY_ONE_VECTOR", vec)
+    monkeypatch.setattr(_nn_sched, "STRIDED_BORDER_FILL", border)
     monkeypatch.setenv("EDGEC_CACHE_DIR", str(tmp_path / "cache"))   # the key does not see the switch
     runner = build_cases(DW_CASES, tmp_path / "k")
     for case in DW_CASES:

@@ -318,6 +318,13 @@ BORDER_ONLY_FILL = True
 # a float depthwise tile's per-channel copy of one phase of a width stride > 1 is vectorized when
 # its rows are more than half a vector and at most one (conv_direct; False: LLVM's scalar loop)
 STRIDED_COPY_ONE_VECTOR = True
+# a float depthwise tile's per-phase copies (width stride > 1) whose rows are longer than a vector
+# get their padding written only where it lies (rows above / below, columns left / right of the
+# phase's interior), not as a fill of the whole copy first (False: decompose_padding): on Zen 4,
+# MobileNetV2's 144-channel 56 -> 28 101.6 -> 88.9 us, 96-channel 112 -> 56 unchanged (323 us);
+# rows of one vector lost (192 channels 28 -> 14 kept by STRIDED_COPY_ONE_VECTOR: 32x32 -> 16 went
+# 8 -> 31 us with it), rows of 7 too (22.5 -> 28.4 us)
+STRIDED_BORDER_FILL = True
 # associativity of the L1 data cache (32 KiB 8-way on Zen 4 and recent Intel cores)
 L1_WAYS = 8
 # bytes of cache a kernel may count on keeping (half of a 1 MiB L2)
@@ -676,19 +683,27 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
                 sch.parallel(fused)
         n_fixed = 1 if per_tile_copy else 0
         native = lane_options(target, p.dtype)[0][0]
+
+        def _one_vector(blk) -> bool:
+            # the strided copy of a float depthwise tile whose rows are one vector
+            return (STRIDED_COPY_ONE_VECTOR and n_fixed == 1 and sw > 1 and p.dtype.startswith("float")
+                    and native // 2 < (_extent(sch, sch.get_loops(blk)[-1]) or 0) <= native)
         for t in xps:
             blk = sch.get_sblock(t.op.name)
             loops_b = sch.get_loops(blk)
-            if (BORDER_ONLY_FILL and per_tile_copy and sw == 1 and r == 2 and p.pad_begin is not None
-                    and _border_fill_copy(sch, blk, p, L)):
-                continue
+            if BORDER_ONLY_FILL and per_tile_copy and r == 2 and p.pad_begin is not None:
+                if sw == 1 and _border_fill_copy(sch, blk, p, L):
+                    continue
+                if (sw > 1 and STRIDED_BORDER_FILL and p.dtype.startswith("float")
+                        and p.in_shape[-1] // sw > native
+                        and _border_fill_copy(sch, blk, p, L, phase=int(t.op.name[2:]), vec_mid=False)):
+                    continue
             pad_block = _try(sch.decompose_padding, blk, loops_b[n_fixed]) if len(loops_b) > n_fixed else None
             if pad_block is not None:
                 vectorize_copy(sch, pad_block, L, n_fixed)
             if sw == 1:
                 vectorize_copy(sch, blk, L, n_fixed)
-            elif (STRIDED_COPY_ONE_VECTOR and n_fixed == 1 and p.dtype.startswith("float")
-                  and native // 2 < (_extent(sch, sch.get_loops(blk)[-1]) or 0) <= native):
+            elif _one_vector(blk):
                 # a channel's stride-sw gather whose rows are one vector (more than half of
                 # it): TVM's vector gather (one insert per lane) beat LLVM's scalar loop, on
                 # Zen 4: MobileNetV2's 192-channel 28 -> 14 depthwise 91 -> 41 us, 32x32 -> 16
@@ -703,10 +718,11 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
     return out, schedule
 
 
-def _border_fill_copy(sch, blk, p: ConvProblem, lanes: int) -> bool:
-    """Schedule a channel's padded copy xp[row, col] (stride 1 along the width, under the channel
-    loop) as its parts: the rows above and below the input and the columns left and right of
-    it get the padding value, the interior is a vectorized copy. ``decompose_padding`` fills the
+def _border_fill_copy(sch, blk, p: ConvProblem, lanes: int, phase: int = 0, vec_mid: bool = True) -> bool:
+    """Schedule a channel's padded copy xp[row, col] (under the channel loop; with a width stride
+    sw > 1 the copy of one ``phase``: col j holds input column j*sw + phase) as its parts: the
+    rows above and below the input and the columns left and right of it get the padding value,
+    the interior is a vectorized copy (a strided one only if ``vec_mid``). ``decompose_padding`` fills the
     whole buffer first and then copies the interior over it, one write pass more: MobileNetV2's
     144-channel 56x56 depthwise spent about a quarter of its time in that fill. False (nothing
     done) when the loops are not the expected two."""
@@ -728,7 +744,14 @@ def _border_fill_copy(sch, blk, p: ConvProblem, lanes: int) -> bool:
         return [v for v in sizes if v > 0], (1 if begin > 0 else 0) if mid > 0 else None
 
     row_sizes, row_mid = parts(pt, h, rows)
-    col_sizes, col_mid = parts(pl, w, cols)
+    sw = p.strides[-1]
+    if sw == 1:
+        col_sizes, col_mid = parts(pl, w, cols)
+    else:
+        # the copy of one phase of the width stride: column j holds input column j*sw + phase - pl
+        first = max(0, -(-(pl - phase) // sw))
+        end = max(first, -(-(w + pl - phase) // sw))
+        col_sizes, col_mid = parts(first, end - first, cols)
     if row_mid is None or col_mid is None:
         return False
     row_loops = sch.loop_partition(loops[-2], row_sizes[:-1] + [None]) if len(row_sizes) > 1 else [loops[-2]]
@@ -737,9 +760,12 @@ def _border_fill_copy(sch, blk, p: ConvProblem, lanes: int) -> bool:
         col_loops = [cl]
         if i == row_mid and len(col_sizes) > 1:
             col_loops = sch.loop_partition(cl, col_sizes[:-1] + [None])
-        for lp in col_loops:
+        for j, lp in enumerate(col_loops):
             # one vector of the part's length (a partitioned loop cannot be split: it does not
-            # start at 0); LLVM cuts it into native vectors
+            # start at 0); LLVM cuts it into native vectors. A strided copy's interior is left
+            # to LLVM's loop vectorizer (wide loads and permutes) unless ``vec_mid``
+            if i == row_mid and j == col_mid and sw > 1 and not vec_mid:
+                continue
             if (_extent(sch, lp) or 1) > 1:
                 sch.vectorize(lp)
     return True
