@@ -207,8 +207,11 @@ def test_path_and_instructions():
     vnni = target_isa(load_target("x86_64"))
     if vnni is None or vnni.name != "vnni":
         pytest.skip("the x86_64 target has no VNNI ISA here")
+    # DS-CNN's 3x3 on uint8: tap quads on vpdpbusd (one per kernel row and pixel), no tap pairs
     a = _asm(_spec(BY_ID["dscnn_64c_25x5"], "x86_64"))
-    assert "vpdpwssds" in a and "vpmuludq" in a and "punpcklbw" in a and "zmm" in a
+    assert "vpdpbusd" in a and "vpdpwssds" not in a and "vpmuludq" in a and "punpcklbw" in a and "zmm" in a
+    a5 = _asm(_spec(BY_ID["ocr_5x5_200c_2x96"], "x86_64"))     # 5 taps a row: pairs
+    assert "vpdpwssds" in a5 and "vpdpbusd" not in a5
     a2 = _asm(_spec(BY_ID["dscnn_64c_25x5"], "x86_64-avx2"))
     assert "vpmaddwd" in a2 and "vpmuludq" in a2 and "zmm" not in a2 and "vpdpwssd" not in a2
     i8 = _asm(_spec(BY_ID["i8_in_i8_out"], "x86_64"))

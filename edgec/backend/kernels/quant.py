@@ -161,7 +161,18 @@ def hi32_finish(hi, neg, n, zero_point: int, qmin: int, qmax: int, out_dtype: st
     else:
         nu = cast(n, "uint32")
         k, c = nu - tir.const(32, "uint32"), tir.shift_left(tir.const(1, "uint32"), nu - tir.const(33, "uint32"))
-    q = tir.reinterpret("int32", tir.shift_right(hi + c, k))
+    qu = tir.shift_right(hi + c, k)
+    if neg is None and out_dtype == "uint8" and 0 <= zero_point <= qmin <= qmax <= 255:
+        # neg None, uint8 output: q = qu is in [0, 2^30) (hi < 2^30 as |acc| <= 2^31 and
+        # m < 2^31, c <= 2^30, k >= 1), so q + zero point never wraps and the clamp to qmax is an
+        # unsigned min that the narrowing store does for qmax = 255 (vpmovusdb: no vpmaxsd /
+        # vpminsd per vector); below by qmin >= zero point
+        r = qu + tir.const(zero_point, "uint32") if zero_point else qu
+        r = tir.min(r, tir.const(qmax, "uint32"))
+        if qmin > zero_point:
+            r = tir.max(r, tir.const(qmin, "uint32"))
+        return cast(r, out_dtype)
+    q = tir.reinterpret("int32", qu)
     # neg None: the caller knows negative values clamp to qmin (hi = 0 there, so q = 0)
     r = q if neg is None else tir.Select(neg, tir.const(0, "int32") - q, q)
     r = tir.max(tir.min(r, tir.const(qmax - zero_point, "int32")), tir.const(qmin - zero_point, "int32"))

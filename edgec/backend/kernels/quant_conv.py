@@ -39,7 +39,7 @@ B, G] with B the default tile's channel count (``conv_w_block``) and read in pla
 with KW = G (DS-CNN's first conv) reads its int8 weights in place ([O, 1, KH, G] is that layout).
 The register tile is mr output channels x nw vectors of L positions; per step nw vector loads,
 mr broadcasts, mr*nw dot instructions. Per tile of nw*L positions the accumulators stay in registers (the tile is
-kept under 1 KiB) and are requantized right after the reduction (bias added in int32, the
+kept under 1 KiB; they start from the bias, ``BIAS_INIT``) and are requantized right after the reduction (the
 32-bit multiply-high form of quant.requant_hi32 on the ``quant_isa.mulhi_intrin`` intrinsic
 where the shifts allow it) into the bytes of one channel tile, then copied into the NCHW
 output. With fewer input channels than G (``conv_isa_taps``) a group holds G consecutive
@@ -401,6 +401,7 @@ def dense_gemv_isa(isa: Isa, m: int, n: int, k: int, x: te.Tensor, w: te.Tensor,
 # False restores the row-split copy / the packed weights (same bits; for measurements)
 FLAT_PACK = True
 DIRECT_W = True
+BIAS_INIT = True
 
 
 def conv_isa_fits(x_dtype: str, groups: int, rank: int) -> bool:
@@ -481,6 +482,25 @@ def conv_isa_taps(c: int, kw: int, isa: Isa) -> bool:
     chan = -(-c // G) * kw
     taps = -(-(c * kw) // G)
     return c < G and kw > 1 and 2 * chan >= 3 * taps
+
+
+def _bias_init(sch, b_init, bias: te.Tensor, acc_o: Callable) -> None:
+    """The init block of conv_isa's reduction (``acc[nn, o, p] = 0`` from decompose_reduction; TE's
+    ``te.sum(init=...)`` does not survive create_prim_func) rewritten to ``acc[nn, o, p] =
+    bias[acc_o(o)]``, declared to read the bias."""
+    blk = sch.get(b_init)
+    st = blk.body
+    if not isinstance(st, tir.BufferStore) or len(st.indices) != 3:
+        raise ValueError("conv_isa: unexpected init block")
+    func = sch.mod["main"]
+    # (TVM 0.27: PrimFunc parameters are the Buffers themselves)
+    bbuf = next(b for b in func.params if isinstance(b, tir.Buffer) and b.name == bias.op.name)
+    v_o = st.indices[1]
+    body = tir.BufferStore(st.buffer, tir.BufferLoad(bbuf, [acc_o(v_o)]), st.indices)
+    reads = [tir.BufferRegion(bbuf, [tvm.ir.Range(0, int(bbuf.shape[0]))])]
+    new = tvm.s_tir.SBlock(blk.iter_vars, reads, blk.writes, blk.name_hint, body, blk.init,
+                           blk.alloc_buffers, blk.match_buffers, blk.annotations)
+    sch.state.replace(sch.get_sref(b_init), new, {blk: new})
 
 
 def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs, out_shape,
@@ -644,12 +664,17 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
             return te.sum(prod, axis=[rc, rh, rw, rg])
     acc = te.compute((n, ocp, pp), acc_f, name="acc")
     acc_o = (lambda o: tir.min(o, oc - 1)) if ocp != oc else (lambda o: o)
-    # acc + bias in int32: the reference's sum fits int32 (it raises otherwise), so the wrapping
-    # int32 add is exact; one vpaddd instead of a second 64-bit product. Added as uint32: LLVM
-    # would widen a signed no-overflow sum into two int64 operands, and the product would need
-    # a full 64-bit multiply
+    # BIAS_INIT: the bias is the accumulators' initial value (the schedule rewrites the init
+    # block that decompose_reduction makes, ``_bias_init``): the reference's acc + bias fits int32
+    # (it raises otherwise) and the dot instructions wrap (no saturation), so the int32 sum is
+    # exact in any order; one broadcast per channel and tile instead of a vpaddd per vector.
+    # Otherwise acc + bias in int32 after the reduction (the same exact wrapping sum); one vpaddd
+    # instead of a second 64-bit product. Added as uint32: LLVM would widen a signed
+    # no-overflow sum into two int64 operands, and the product would need a full 64-bit multiply
+    init_b = BIAS_INIT and bias is not None
+
     def accb(nn, o, p):
-        if bias is None:
+        if bias is None or init_b:
             return acc[nn, o, p]
         return tir.reinterpret("int32", tir.reinterpret("uint32", acc[nn, o, p])
                                + tir.reinterpret("uint32", bias[acc_o(o)]))
@@ -724,6 +749,8 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
         pt_, pv = sch.split(p_l, [nw, L])
         sch.reorder(*red[:-1], o_l, pt_, pv, red[-1])
         b_init = sch.decompose_reduction(b_acc, red[0])
+        if init_b:
+            _bias_init(sch, b_init, bias, acc_o)
         sch.tensorize(pv, isa.px)
         sch.unroll(pt_)
         sch.unroll(o_l)
