@@ -266,7 +266,7 @@ def hosted(tmp_path_factory):
     cases = [
         Case("conv", "conv", dict(CONV_ATTRS), [rand(RNG, 1, 8, 20, 20), rand(RNG, 16, 8, 3, 3), rand(RNG, 16)],
              rtol=1e-5, atol=1e-5),
-        # 2.65M MACs: above the float parallel threshold (_nn_sched.FLOAT_PARALLEL_MIN_MACS = 2^21), so its
+        # 2.65M MACs: above the float parallel threshold (_nn_sched.FLOAT_PARALLEL_MIN_MACS = 2^19), so its
         # kernel has a parallel loop whatever schedule form it takes
         Case("conv_s2", "conv", dict(strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), group=1),
              [rand(RNG, 1, 16, 48, 48), rand(RNG, 32, 16, 3, 3), None], rtol=1e-4, atol=1e-4),

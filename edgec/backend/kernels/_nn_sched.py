@@ -72,11 +72,14 @@ tir = tvm.tirx
 STACK_LIMIT_BYTES = 1024
 # below this many multiply-accumulates a kernel is not worth a parallel launch
 PARALLEL_MIN_MACS = 1 << 18
-# the same for float kernels: 2^21 MACs is about 20 us of one core (fp32 FMAs at ~100 GFLOP/s);
-# below that, a launch (waking or waiting for a worker that shares its core with other work)
-# costs about what it saves: on the shared 2-core VM, DS-CNN's 512K-MAC pointwise layers and the
-# text student's 1M-MAC GEMV ([1, 16384] x [16384, 64], memory-bound) ran slower on 2 threads
-FLOAT_PARALLEL_MIN_MACS = 1 << 21
+# the same for float kernels: 2^19 MACs is 5-20 us of one core (dense fp32 at ~100 GFLOP/s,
+# depthwise at ~25 GMAC/s); a launch on a spinning worker costs 1-2 us. Session 8 measured 2^21
+# (the value chosen on a VM whose second core was shared with other work) against 2^19 on an idle
+# one, 2 threads, alternating: MobileNetV2 fp32 4.74-4.80 -> 4.17-4.67 ms (its 14x14 / 7x7
+# depthwise layers of 0.4-1.4 M MACs ran on one core), PP-OCR 0.570-0.595 -> 0.500-0.509 ms,
+# the text student 0.060-0.094 -> 0.059-0.061 ms, DS-CNN, the text MLP, resnet50 and MiniLM
+# equal or faster
+FLOAT_PARALLEL_MIN_MACS = 1 << 19
 
 
 def parallel_min_macs(dtype: str) -> int:
