@@ -186,6 +186,7 @@ def main(argv=None) -> int:
                "peak_gops_1thread": top[1]["gops_best"] if top else None,
                "how": (f"{top[1]['label']}: best of {a.repeats} runs of {a.seconds * 1e3:g} ms of independent "
                        f"register-only instructions, one thread (benchmarks/int8_peak.py)") if top else ""}
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0
 

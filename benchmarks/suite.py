@@ -369,6 +369,9 @@ def int8_peak() -> dict | None:
         peak_script = REPO / "benchmarks" / "int8_peak.py"
         if not peak_script.is_file():
             return None
+        # a fresh clone has no benchmarks/results/ yet: the script would fail to write its figures
+        # and the table's "% of int8 peak" column would read "-"
+        f.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, str(peak_script), "--json", str(f)], capture_output=True, text=True)
     try:
         return json.loads(f.read_text())

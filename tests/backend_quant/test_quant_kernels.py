@@ -266,8 +266,9 @@ def _asm(spec) -> str:
 def test_conv_instructions_by_target():
     """qconv with uint8 activations runs on vpdpbusd (x86_64), vpmaddwd on int16 widened with
     vpmovzxbw and never the saturating vpmaddubsw (x86_64-avx2), neither on the generic target;
-    a depthwise conv never uses vpdpbusd: channels in the lanes, one vpdpwssds per tap for kernel
-    widths >= 5 (edgec/backend/kernels/quant_dw.py)."""
+    a depthwise conv has channels in the lanes: a 3x3 one on uint8 activations takes one vpdpbusd
+    per kernel row and pixel (a kernel row's taps as one 4-byte group, quant_dw.QUAD), kernel
+    widths >= 5 one vpdpwssds per tap pair (edgec/backend/kernels/quant_dw.py)."""
     attrs = {"strides": (1, 1), "pads": (1, 1, 1, 1), "dilations": (1, 1), "group": 1, "x_zero_point": 3,
              "multiplier": (2 ** 30,), "shift": (-8,), "out_zero_point": 0, "qmin": 0, "qmax": 255, "out_dtype": "uint8"}
     ins = [("uint8", (1, 16, 8, 8)), ("int8", (16, 16, 3, 3)), ("int32", (16,))]
@@ -279,7 +280,7 @@ def test_conv_instructions_by_target():
     assert "vpdpbusd" not in gen and "vpmaddwd" not in gen and "ymm" not in gen
     dw = _asm(_spec("qconv", {**attrs, "group": 16}, [ins[0], ("int8", (16, 1, 3, 3)), ins[2]],
                     ("uint8", (1, 16, 8, 8)), "x86_64"))
-    assert "vpdpbusd" not in dw
+    assert "vpdpbusd" in dw and "vpdpwssds" not in dw
     dw5 = _asm(_spec("qconv", {**attrs, "group": 16, "pads": (2, 2, 2, 2)}, [ins[0], ("int8", (16, 1, 5, 5)), ins[2]],
                      ("uint8", (1, 16, 8, 8)), "x86_64"))
     assert "vpdpwssds" in dw5 and "vpdpbusd" not in dw5
