@@ -165,5 +165,20 @@ def check(case: Case, got: Sequence[np.ndarray]) -> None:
             np.testing.assert_array_equal(g, w, err_msg=case.id)
 
 
+def case_asm(case: Case, target_name: str) -> str:
+    """The assembly of the kernel the generator makes for ``case`` (its op, attrs and input types, no
+    pre-packing) on the named target."""
+    from edgec.backend.build import _lower
+    from edgec.backend.kernels.registry import KERNELS, KernelSpec, TensorType
+    from tvm.tirx.build import tir_to_runtime
+    ins = tuple(None if a is None else TensorType(str(a.dtype), tuple(a.shape)) for a in case.inputs)
+    out = case.reference()[0]
+    spec = KernelSpec(case.op, case.attrs, ins, (TensorType(str(out.dtype), tuple(out.shape)),),
+                      load_target(target_name))
+    tt = spec.target.tvm_target()
+    host, dev = _lower(KERNELS[case.op](spec), "k", tt)
+    return tir_to_runtime(host, dev, tt).inspect_source("asm")
+
+
 def rand(rng: np.random.Generator, *shape, dtype: str = "float32", scale: float = 1.0) -> np.ndarray:
     return (rng.standard_normal(shape) * scale).astype(dtype)

@@ -16,7 +16,7 @@ import pytest
 
 from edgec.quant.qmath import quantize_multiplier, qrange
 
-from ._harness import Case, build_cases, check
+from ._harness import Case, build_cases, case_asm, check
 
 pytestmark = pytest.mark.tvm
 
@@ -96,20 +96,6 @@ def test_bit_exact_avx2_target(tmp_path):
         check(c, r.run(c))
 
 
-def _asm(case, target_name: str) -> str:
-    from edgec.backend.build import _lower
-    from edgec.backend.kernels.registry import KERNELS, KernelSpec, TensorType
-    from edgec.targets import load_target
-    from tvm.tirx.build import tir_to_runtime
-    ins = tuple(None if a is None else TensorType(str(a.dtype), tuple(a.shape)) for a in case.inputs)
-    out = case.reference()[0]
-    spec = KernelSpec("qconv", case.attrs, ins, (TensorType(str(out.dtype), tuple(out.shape)),),
-                      load_target(target_name))
-    tt = spec.target.tvm_target()
-    host, dev = _lower(KERNELS["qconv"](spec), "k", tt)
-    return tir_to_runtime(host, dev, tt).inspect_source("asm")
-
-
 FORM = ("k3x4_asym", "k3x1", "row_of_4", "conv1d_k3", "s21_k4", "dil_h2", "zp_200_batch2", "dscnn_bound",
         "row_of_3", "shift_below_33_bound", "i8", "k5")
 
@@ -123,11 +109,11 @@ def test_form(case):
     isa = target_isa(load_target("x86_64"))
     if isa is None or isa.name != "vnni":
         pytest.skip("the x86_64 target has no VNNI ISA here")
-    a = _asm(case, "x86_64")
+    a = case_asm(case, "x86_64")
     if case in QUADS:
         assert "vpdpbusd" in a and "vpdpwssds" not in a
     else:
         assert "vpdpwssds" in a and "vpdpbusd" not in a
     if case.id in ("k3x4_asym", "row_of_3"):
-        a2 = _asm(case, "x86_64-avx2")
+        a2 = case_asm(case, "x86_64-avx2")
         assert "vpmaddwd" in a2 and "vpdpbusd" not in a2

@@ -14,7 +14,7 @@ import pytest
 
 from edgec.quant.qmath import quantize_multiplier
 
-from ._harness import Case, build_cases, check
+from ._harness import Case, build_cases, case_asm, check
 
 pytestmark = pytest.mark.tvm
 
@@ -84,20 +84,6 @@ def test_bit_exact_avx2_target(tmp_path):
         check(c, r.run(c))
 
 
-def _asm(case, target_name: str) -> str:
-    from edgec.backend.build import _lower
-    from edgec.backend.kernels.registry import KERNELS, KernelSpec, TensorType
-    from edgec.targets import load_target
-    from tvm.tirx.build import tir_to_runtime
-    ins = tuple(TensorType(str(a.dtype), tuple(a.shape)) for a in case.inputs)
-    out = case.reference()[0]
-    spec = KernelSpec("qconv", case.attrs, ins, (TensorType(str(out.dtype), tuple(out.shape)),),
-                      load_target(target_name))
-    tt = spec.target.tvm_target()
-    host, dev = _lower(KERNELS["qconv"](spec), "k", tt)
-    return tir_to_runtime(host, dev, tt).inspect_source("asm")
-
-
 def test_saturating_store():
     """qmax = 255, zero point 0: the clamp is the unsigned saturating narrowing store, no signed
     min / max after the shift (the depthwise and pointwise DS-CNN kernels on the VNNI host)."""
@@ -107,7 +93,7 @@ def test_saturating_store():
     if isa is None or isa.name != "vnni":
         pytest.skip("the x86_64 target has no VNNI ISA here")
     by = {c.id: c for c in CASES}
-    dw = _asm(by["dw_64_25x5"], "x86_64")
+    dw = case_asm(by["dw_64_25x5"], "x86_64")
     assert "vpmovusdb" in dw and "vpminsd" not in dw
-    pw = _asm(by["pw_64_25x5"], "x86_64")
+    pw = case_asm(by["pw_64_25x5"], "x86_64")
     assert "vpmovusdb" in pw and "vpminsd" not in pw
