@@ -324,9 +324,9 @@ STRIDED_COPY_ONE_VECTOR = True
 # a float depthwise tile's per-phase copies (width stride > 1) whose rows are longer than a vector
 # get their padding written only where it lies (rows above / below, columns left / right of the
 # phase's interior), not as a fill of the whole copy first (False: decompose_padding): on Zen 4,
-# MobileNetV2's 144-channel 56 -> 28 101.6 -> 88.9 us, 96-channel 112 -> 56 unchanged (323 us);
-# rows of one vector lost (192 channels 28 -> 14 kept by STRIDED_COPY_ONE_VECTOR: 32x32 -> 16 went
-# 8 -> 31 us with it), rows of 7 too (22.5 -> 28.4 us)
+# alternating runs, MobileNetV2's 96-channel 112 -> 56 330-420 -> 280 us, 144-channel 56 -> 28
+# 100-119 -> 71-73 us; rows of one vector lost (32x32 -> 16 went 8 -> 31 us with it), rows of 7
+# too (22.5 -> 28.4 us)
 STRIDED_BORDER_FILL = True
 # associativity of the L1 data cache (32 KiB 8-way on Zen 4 and recent Intel cores)
 L1_WAYS = 8
@@ -566,6 +566,7 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
     icg, ocg = p.icg, p.ocg
 
     xps: list = []
+    xp_phases: list = []     # the width phase each copy in xps holds (0 without a width stride)
     if tile.direct:
         def read(n, c, v_outer, ph_off, j):
             return p.direct(n, c, list(v_outer) + [j])
@@ -575,7 +576,7 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
         jext = _ceil_to(outp[-1] + ((p.kernel[-1] - 1) * p.dilations[-1]) // sw, L)
         if sw == 1:
             xp = te.compute((p.n, p.c, *vext, jext), lambda n, c, *v: p.vfun(n, c, list(v)), name="xp")
-            xps = [xp]
+            xps, xp_phases = [xp], [0]
 
             def read(n, c, v_outer, phase, j):
                 return xp[(n, c, *v_outer, j)]
@@ -586,7 +587,7 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
                 return te.compute((p.n, p.c, *vext, jext),
                                   lambda n, c, *v: p.vfun(n, c, list(v[:-1]) + [v[-1] * sw + ph]), name=f"xp{ph}")
             phases = sorted({(t * p.dilations[-1]) % sw for t in range(p.kernel[-1])})
-            xps = [phase_copy(ph) for ph in phases]
+            xps, xp_phases = [phase_copy(ph) for ph in phases], phases
 
             def read(n, c, v_outer, phase, j):
                 idx = (n, c, *v_outer, j)
@@ -691,7 +692,7 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
             # the strided copy of a float depthwise tile whose rows are one vector
             return (STRIDED_COPY_ONE_VECTOR and n_fixed == 1 and sw > 1 and p.dtype.startswith("float")
                     and native // 2 < (_extent(sch, sch.get_loops(blk)[-1]) or 0) <= native)
-        for t in xps:
+        for t, phase in zip(xps, xp_phases):
             blk = sch.get_sblock(t.op.name)
             loops_b = sch.get_loops(blk)
             if BORDER_ONLY_FILL and per_tile_copy and r == 2 and p.pad_begin is not None:
@@ -699,7 +700,7 @@ def conv_direct(p: ConvProblem, target, epilogue: Callable, out_dtype: str,
                     continue
                 if (sw > 1 and STRIDED_BORDER_FILL and p.dtype.startswith("float")
                         and p.in_shape[-1] // sw > native
-                        and _border_fill_copy(sch, blk, p, L, phase=int(t.op.name[2:]), vec_mid=False)):
+                        and _border_fill_copy(sch, blk, p, L, phase=phase, vec_mid=False)):
                     continue
             pad_block = _try(sch.decompose_padding, blk, loops_b[n_fixed]) if len(loops_b) > n_fixed else None
             if pad_block is not None:

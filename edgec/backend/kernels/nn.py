@@ -47,7 +47,7 @@ from ._nn_sched import (NO_TIR_CSE_ATTR, ConvProblem, _extent, acc_dtype, cast, 
                         gemm_nn, lane_options, lowest_value, max_reduce, scheduled, with_param_shapes)
 from . import _nn_sched as _ns
 from .common import placeholder, prim_func
-from .quant_conv import Packing, prepack_rule
+from .quant_conv import Packing, packing_attrs, prepack_rule, weight_shape
 from .registry import KernelSpec, TensorType, kernel
 
 tir = tvm.tirx
@@ -385,13 +385,6 @@ class OcLanesTile:
     pr: int         # output pixels (of one row) per register tile
 
 
-def _oc_lanes_widths(spec: KernelSpec) -> tuple:
-    """The original weight shape (packed or not)."""
-    if spec.attrs.get("w_layout"):
-        return _ints(spec.attrs["w_shape"])
-    return _ints(spec.inputs[1].shape)
-
-
 def _oc_lanes_plan(spec: KernelSpec) -> OcLanesTile | None:
     """The tile of ``_conv_oc_lanes`` for this conv spec, or None. A pure function of the spec
     (the prepack rule and the dispatch both call it)."""
@@ -407,7 +400,7 @@ def _oc_lanes_plan(spec: KernelSpec) -> OcLanesTile | None:
     L = _lanes(spec, "float32")
     if L < 16:
         return None
-    w_shape = _oc_lanes_widths(spec)
+    w_shape = weight_shape(spec)
     oc, c = w_shape[0], w_shape[1]
     oh, ow = _ints(spec.outputs[0].shape)[2:]
     if oc % L or c < 16 or ow % L == 0:
@@ -463,13 +456,13 @@ def _conv_oc_lanes_prepack(spec: KernelSpec) -> dict:
     L = tile.lanes
     layout = OC_LANES_LAYOUT.format(L=L)
     return {1: Packing(layout, TensorType(w.dtype, (o // L, kh, kw, c, L)), lambda a: pack_oc_lanes(a, L),
-                       (("w_layout", layout), ("w_shape", (o, c, kh, kw))))}
+                       packing_attrs(layout, w.shape))}
 
 
 def _conv_oc_lanes(spec: KernelSpec, x: te.Tensor, b, out_shape, out_dtype: str, tile: OcLanesTile):
     L, obr, pr = tile.lanes, tile.obr, tile.pr
     n, c, ih, iw = _ints(x.shape)
-    oc, _, kh, kw = _oc_lanes_widths(spec)
+    oc, _, kh, kw = weight_shape(spec)
     nb = oc // L
     oh, ow = _ints(spec.outputs[0].shape)[2:]
     sh, sw = _ints(spec.attrs["strides"])
@@ -478,8 +471,7 @@ def _conv_oc_lanes(spec: KernelSpec, x: te.Tensor, b, out_shape, out_dtype: str,
     pt, pl = pads[0], pads[1]
     packed = bool(spec.attrs.get("w_layout"))
     if packed:
-        wp = te.placeholder((nb, kh, kw, c, L), "float32", name="w")
-        w_in = wp
+        w_in = wp = te.placeholder((nb, kh, kw, c, L), "float32", name="w")
     else:
         w_in = placeholder(spec, 1, "w")
         wp = te.compute((nb, kh, kw, c, L), lambda ob, ky, kx, cc, l: w_in[ob * L + l, cc, ky, kx], name="wp")
@@ -546,7 +538,7 @@ def _conv_oc_lanes(spec: KernelSpec, x: te.Tensor, b, out_shape, out_dtype: str,
             sch.vectorize(lx[-1])
             if macs >= _ns.parallel_min_macs("float32"):
                 sch.parallel(sch.fuse(lx[0], lx[1]) if n > 1 else lx[1])
-    ins = [x, wp if packed else w_in] + ([b] if b is not None else []) + ([res] if res is not None else [])
+    ins = [x, w_in] + ([b] if b is not None else []) + ([res] if res is not None else [])
     return scheduled(spec, ins, [out], schedule)
 
 

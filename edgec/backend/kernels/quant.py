@@ -54,7 +54,8 @@ from .matrix import DENSE_GEMM_MIN_ROWS, _bcast_index
 from .nn import conv_problem
 from .quant_conv import (Packing, conv_isa, conv_isa_fits, conv_isa_taps, conv_w_block, conv_w_packed_shape,
                          dense_gemv_fits, dense_gemv_isa, dense_isa, dense_w_packed_shape, matmul_isa,
-                         pack_conv_weights, pack_dense_weights, prepack_rule)
+                         pack_conv_weights, pack_dense_weights, packing_attrs, prepack_rule,
+                         weight_shape)
 from .quant_dw import dwconv_lanes, dwconv_lanes_fits
 from .quant_dw_rows import dwconv_rows, dwconv_rows_fits
 from .quant_isa import target_isa
@@ -633,22 +634,11 @@ class _OneTable(tuple):
 # ``w_layout`` (the layout's name) and ``w_shape`` (the weights' original shape), input 1 is the
 # packed tensor and the kernel reads it in place. AVX2 widens the weights to int16: not stored
 # packed (twice the bytes), packed per call as before.
-def _w_shape(spec: KernelSpec) -> tuple[int, ...]:
-    """The original shape of the weights (input 1), packed or not."""
-    if spec.attrs.get("w_layout"):
-        return tuple(int(d) for d in spec.attrs["w_shape"])
-    return tuple(int(d) for d in spec.inputs[1].shape)
-
-
 def _qconv_isa(spec: KernelSpec, isa) -> bool:
     """qconv's dispatch takes conv_isa."""
     x = spec.inputs[0]
     return (isa is not None and bool(isa.px)
             and conv_isa_fits(x.dtype, int(spec.attrs.get("group", 1)), len(x.shape) - 2))
-
-
-def _packing_attrs(layout: str, w_shape) -> tuple:
-    return (("w_layout", layout), ("w_shape", tuple(int(d) for d in w_shape)))
 
 
 @prepack_rule("qconv")
@@ -669,7 +659,7 @@ def _qconv_prepack(spec: KernelSpec) -> dict[int, Packing]:
     layout = f"{isa.name}_conv{'_taps' if taps else ''}_o{blk}g{isa.group}"
     shape = conv_w_packed_shape(isa, c, w.shape, blk)
     return {1: Packing(layout, TensorType(w.dtype, shape), lambda a: pack_conv_weights(a, isa, taps, blk),
-                       _packing_attrs(layout, w.shape))}
+                       packing_attrs(layout, w.shape))}
 
 
 def _dense_isa_fits(spec: KernelSpec, isa) -> bool:
@@ -707,14 +697,14 @@ def _qdense_prepack(spec: KernelSpec) -> dict[int, Packing]:
     if _kn_fits(spec):
         from .quant_sparse import KN_LAYOUT
         n, k = (int(d) for d in w.shape)
-        return {1: Packing(KN_LAYOUT, TensorType("int8", (k, n)), _transpose_kn, _packing_attrs(KN_LAYOUT, w.shape))}
+        return {1: Packing(KN_LAYOUT, TensorType("int8", (k, n)), _transpose_kn, packing_attrs(KN_LAYOUT, w.shape))}
     isa = target_isa(spec.target)
     if not _dense_isa_fits(spec, isa) or w.dtype != isa.w_dtype:
         return {}
     n, k = (int(d) for d in w.shape)
     layout = f"{isa.name}_dense{isa.lanes}x{isa.group}"
     return {1: Packing(layout, TensorType(w.dtype, dense_w_packed_shape(isa, n, k)),
-                       lambda a: pack_dense_weights(a, isa), _packing_attrs(layout, w.shape))}
+                       lambda a: pack_dense_weights(a, isa), packing_attrs(layout, w.shape))}
 
 
 prepack_rule("qdense")(_qdense_prepack)
@@ -726,7 +716,7 @@ def qdense(spec: KernelSpec):
     from .quant_sparse import KN_LAYOUT, sparse_kn_qdense, sparse_qdense
     if spec.attrs.get("w_layout") == KN_LAYOUT:
         # weights stored [K, N] (_qdense_prepack): the one-pass sparse GEMV
-        n, k = _w_shape(spec)
+        n, k = weight_shape(spec)
         if tuple(int(d) for d in spec.inputs[1].shape) != (k, n) or int(spec.inputs[0].shape[-1]) != k:
             raise ValueError(f"qdense: [K, N] weights of shape {list(spec.inputs[1].shape)} for w_shape [{n}, {k}] "
                              f"and input {list(spec.inputs[0].shape)}")
@@ -736,7 +726,7 @@ def qdense(spec: KernelSpec):
     if sparse is not None:
         return sparse
     a = spec.attrs
-    n = _w_shape(spec)[0]
+    n = weight_shape(spec)[0]
     tables = _req_tables(a, n)
 
     def epi(acc, bias_j, j):
@@ -749,7 +739,7 @@ def qdense_dequant(spec: KernelSpec):
     """qdense's schedules (packed ISA dot products, GEMV, portable) with a float epilogue:
     y = float32(acc + bias) * scale[j], bit-exact with the reference (int32 sum, one rounding
     int32 -> float32 to nearest even, one float32 product)."""
-    n = _w_shape(spec)[0]
+    n = weight_shape(spec)[0]
     scales = [float(v) for v in _tuple(spec.attrs["scale"])]
     table = _scale_table(scales, n)
 
@@ -768,7 +758,7 @@ def _qdense_kernel(spec: KernelSpec, epilogue, tables):
     has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
     bias = placeholder(spec, 2, "bias") if has_bias else None
     m, k = (int(d) for d in x.shape)
-    n = _w_shape(spec)[0]
+    n = weight_shape(spec)[0]
 
     def epi(acc, i, j):
         return epilogue(acc, bias[j] if bias is not None else None, j)
@@ -847,7 +837,7 @@ def qconv(spec: KernelSpec):
     has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
     b = placeholder(spec, 2, "bias") if has_bias else None
     attrs = spec.attrs
-    w_shape = _w_shape(spec)
+    w_shape = weight_shape(spec)
     oc = w_shape[0]
     tables = _req_tables(attrs, oc)
 

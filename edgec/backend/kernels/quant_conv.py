@@ -92,6 +92,18 @@ def prepack_rule(op: str):
     return deco
 
 
+def packing_attrs(layout: str, w_shape) -> tuple:
+    """``Packing.attrs`` of a packed weight input: its layout's name and its original shape."""
+    return (("w_layout", layout), ("w_shape", tuple(int(d) for d in w_shape)))
+
+
+def weight_shape(spec) -> tuple[int, ...]:
+    """The original shape of the weights (input 1) of a spec, stored packed or not."""
+    if spec.attrs.get("w_layout"):
+        return tuple(int(d) for d in spec.attrs["w_shape"])
+    return tuple(int(d) for d in spec.inputs[1].shape)
+
+
 def prepack(spec) -> dict:
     """``{input index: Packing}`` for an (unpacked) KernelSpec: the inputs the kernel would pack on
     every call if they were not stored packed. A pure function of the spec (op, attrs, types,
