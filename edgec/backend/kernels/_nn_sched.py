@@ -73,7 +73,7 @@ STACK_LIMIT_BYTES = 1024
 # below this many multiply-accumulates a kernel is not worth a parallel launch
 PARALLEL_MIN_MACS = 1 << 18
 # the same for float kernels: 2^19 MACs is 5-20 us of one core (dense fp32 at ~100 GFLOP/s,
-# depthwise at ~25 GMAC/s); a launch on a spinning worker costs 1-2 us. Session 8 measured 2^21
+# depthwise at ~25 GMAC/s). Session 8 measured 2^21
 # (the value chosen on a VM whose second core was shared with other work) against 2^19 on an idle
 # one, 2 threads, alternating: MobileNetV2 fp32 4.74-4.80 -> 4.17-4.67 ms (its 14x14 / 7x7
 # depthwise layers of 0.4-1.4 M MACs ran on one core), PP-OCR 0.570-0.595 -> 0.500-0.509 ms,
