@@ -273,6 +273,11 @@ def _mult(real: float) -> tuple[int, int]:
     return quantize_multiplier(real)
 
 
+def _odd_multiplier(m: int, shift: int) -> tuple[int, int]:
+    """(m | 1, shift): the nearest odd multiplier at or above m (m = 0 stays 0)."""
+    return (m | 1 if m else 0), shift
+
+
 def _req_attrs(ms, shifts, z, lo, hi, dt) -> dict:
     return {"multiplier": tuple(int(m) for m in ms), "shift": tuple(int(s) for s in shifts), "out_zero_point": int(z),
             "qmin": int(lo), "qmax": int(hi), "out_dtype": dt}
@@ -363,7 +368,11 @@ def _linear(ctx: _Ctx, node: Node, op: str, w: np.ndarray, bias: np.ndarray | No
     if hswish is not None:
         act = _hard_swish_attrs(s_o, z_o, ctx.lo, ctx.hi, float(np.float32(s_x) * np.max(s_w)))
         h_unit = 2.0 ** -act["act_frac_bits"]     # the fixed-point pre-activation's step
-        mults = [_mult(float(np.float32(s_x) * sw) / h_unit) for sw in s_w]
+        # odd multipliers (m | 1: a relative change below 2^-30): the float32 product s_x * s_w
+        # times 2^F leaves m with 7+ trailing zero bits, so accumulators could land exactly on a
+        # rounding tie of h; with m odd none can (|acc| < 2^(n-1)), and the kernels round h half up
+        # with a signed multiply-high (edgec/backend/kernels/quant.py ``_hi32_signed_ok``)
+        mults = [_odd_multiplier(*_mult(float(np.float32(s_x) * sw) / h_unit)) for sw in s_w]
     else:
         mults = [_mult(float(np.float32(s_x) * sw) / s_o) for sw in s_w]
     ms, shifts = zip(*mults)

@@ -10,8 +10,9 @@ Every kernel is bit-exact with the integer-only numpy reference:
   which equals sign(p) * ((|p| + 2^(n-1)) >> n): for p < 0,
   -floor((2^(n-1) - p) / 2^n) = floor((p + 2^(n-1) - 1) / 2^n). Then + zero point, clamp.
   The packed qconv (``quant_conv.conv_isa``) uses the same bits in 32-bit lanes where the shifts
-  allow: ``requant_hi32`` (n in [33, 62]: a multiply-high of |acc|) or the int32 clamp of
-  ``requant_expr(narrow=True)`` (n >= 31);
+  allow: ``requant_hi32`` (n in [33, 62]: a multiply-high of |acc|), its signed form
+  ``hi32s_finish`` where no accumulator can land on a rounding tie (``_hi32_signed_ok``), or the
+  int32 clamp of ``requant_expr(narrow=True)`` (n >= 31);
 - quantize divides in float32 and rounds half to even (``nearbyint``), NaN gives the zero
   point; dequantize converts (q - z) (int64) to float32 once and multiplies by the float32 scale.
 
@@ -47,6 +48,7 @@ import numpy as np
 import tvm
 from tvm import te
 
+from ...ops.quant import hard_swish_p_bound
 from ._nn_sched import cast, conv_direct, dense_nt, dtype_of, gemm_nn, scheduled
 from .common import PARALLEL_MIN_ELEMS, placeholder, prim_func
 from .elementwise import flat_prim_func, is_nan, pointwise
@@ -65,6 +67,9 @@ from .registry import KernelSpec, TensorType, kernel
 tir = tvm.tirx
 
 I32_MIN, I32_MAX = -(2 ** 31), 2 ** 31 - 1
+# conv_isa's requantization with the signed multiply-high where no accumulator can land on a
+# rounding tie (_hi32_signed_ok); off: always the |acc| form (the same bits)
+HI32_SIGNED = True
 
 
 def _tuple(v) -> tuple:
@@ -180,6 +185,59 @@ def hi32_finish(hi, neg, n, zero_point: int, qmin: int, qmax: int, out_dtype: st
     return cast(r + tir.const(zero_point, "int32"), out_dtype)
 
 
+def hi32s_finish(hi, n, zero_point: int, qmin: int, qmax: int, out_dtype: str):
+    """The signed form of ``hi32_finish``: ``hi = hi32(acc * m)`` of the signed product (int32,
+    floor(acc * m / 2^32); ``quant_isa.mulhi_s_intrin``), then (hi + 2^(n-33)) >> (n-32)
+    (arithmetic) = floor((acc * m + 2^(n-1)) / 2^n): rounding half up, which is the reference's
+    half away from zero wherever the product is not exactly on a tie (``_hi32_signed_ok``).
+    |hi| <= 2^30 (|acc| <= 2^31, m < 2^31), so hi + 2^(n-33) <= 2^31 - 1 and the result plus any
+    8-bit zero point fit int32. Four instructions fewer per vector than the |acc| form: no
+    absolute value, no sign put back."""
+    if isinstance(n, int):
+        k, c = tir.const(n - 32, "int32"), tir.const(1 << (n - 33), "int32")
+    else:
+        # n - 32 clamped to [1, 31] (it is there: n in [33, 63]): TVM 0.27's integer-bound analysis
+        # of an arithmetic right shift by an unbounded amount (a table read) is unsound, it
+        # took the result for [-1, 0] and dropped every clamp after it
+        ni = cast(n, "int32")
+        k = tir.max(tir.min(ni - tir.const(32, "int32"), tir.const(31, "int32")), tir.const(1, "int32"))
+        c = tir.shift_left(tir.const(1, "int32"), k - tir.const(1, "int32"))
+    r = tir.shift_right(hi + c, k)
+    if out_dtype == "uint8" and 0 <= qmin <= qmax <= 255:
+        return _u8_clamp(r + tir.const(zero_point, "int32") if zero_point else r, qmin, qmax)
+    r = tir.max(tir.min(r, tir.const(qmax - zero_point, "int32")), tir.const(qmin - zero_point, "int32"))
+    return cast(r + tir.const(zero_point, "int32"), out_dtype) if zero_point else cast(r, out_dtype)
+
+
+def _u8_clamp(y, qmin: int, qmax: int):
+    """uint8 of the int32 ``y`` clamped to [qmin, qmax] (0 <= qmin <= qmax <= 255): a signed max
+    with qmin, then the upper clamp as an unsigned min, which the narrowing store does for
+    qmax = 255 (vpmovusdb: one instruction fewer than a signed min and vpmovdb)."""
+    y = tir.reinterpret("uint32", tir.max(y, tir.const(qmin, "int32")))
+    return cast(tir.min(y, tir.const(qmax, "uint32")), "uint8")
+
+
+def _v2(m: int) -> int:
+    """The number of trailing zero bits of m > 0."""
+    return (m & -m).bit_length() - 1
+
+
+def _hi32_signed_ok(attrs) -> bool:
+    """No accumulator of the node lands exactly on a rounding tie of its (first) requantization,
+    so rounding half up (``hi32s_finish``) gives the reference's half away from zero: for every
+    channel m = 0 or 2^(n - 1 - v2(m)) > max |acc| (the node's ``acc_bound``, else 2^31). A tie
+    acc * m = (j + 1/2) 2^n needs v2(acc) = n - 1 - v2(m), so |acc| >= 2^(n - 1 - v2(m)). The
+    same holds for acc * 2^pre with n + pre (``_acc_pre_shift``). The quantization pass makes a
+    fused hard swish's multipliers odd for this (edgec/passes/quantize_int8.py)."""
+    bound = attrs.get("acc_bound")
+    big = int(bound) if bound is not None else 2 ** 31
+    for m, s in zip(_tuple(attrs["multiplier"]), _tuple(attrs["shift"])):
+        m, e = int(m), 31 - int(s) - 1
+        if m and (e - _v2(m) < 0 or (1 << (e - _v2(m))) <= big):
+            return False
+    return _clamp_i32_ok(attrs)
+
+
 def _req_params(attrs, idx=None):
     """(m expr/int, n expr/int) for the node's (per-channel) multiplier and shift."""
     ms = [int(v) for v in _tuple(attrs["multiplier"])]
@@ -239,17 +297,36 @@ def _hard_swish_tail(h, attrs, lanes: int = 1):
     q = h * t
     if ps:
         q = tir.shift_right(q + i32(1 << (ps - 1)), i32(ps))
-    r = tir.shift_right(q * i32(mm) + i32(1 << (rs - 1)), i32(rs))
     zp, qmin, qmax, dt = int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), str(attrs["out_dtype"])
+    if lanes == 1 and dt == "uint8" and 0 <= qmin <= qmax <= 255:
+        # the zero point inside the rounding constant where the sum stays in int32 (zp * 2^n is a
+        # multiple of 2^n: the same floor), else added after the shift; then the uint8 clamp as a
+        # signed max and the narrowing store's unsigned saturation (_u8_clamp)
+        qb = (hard_swish_p_bound(attrs) + (1 << ps >> 1)) >> ps
+        cz = (1 << (rs - 1)) + (zp << rs)
+        if qb * mm + cz < 2 ** 31 and cz - qb * mm >= -(2 ** 31):
+            r = tir.shift_right(q * i32(mm) + i32(cz), i32(rs))
+        else:
+            r = tir.shift_right(q * i32(mm) + i32(1 << (rs - 1)), i32(rs)) + i32(zp)
+        return _u8_clamp(r, qmin, qmax)
+    r = tir.shift_right(q * i32(mm) + i32(1 << (rs - 1)), i32(rs))
     r = tir.max(tir.min(r, i32(qmax - zp)), i32(qmin - zp))
     r = r + i32(zp)
     return tir.Cast(f"{dt}x{lanes}", r) if lanes > 1 else cast(r, dt)
 
 
-def _hi32_finish(hi, neg, attrs, idx, tables, pre: int = 0):
+def _hi32_finish(hi, neg, attrs, idx, tables, pre: int = 0, signed: bool = False):
+    """The end of the 32-bit requantization of ``conv_isa`` / ``requant_hi32`` for the node's
+    attributes; ``signed``: ``hi`` is the signed multiply-high (``hi32s_finish``, neg unused)."""
     n = tables[1][idx] if tables is not None else _req_params(attrs, idx)[1]
     if pre:
         n = n + pre if isinstance(n, int) else n + tir.const(pre, dtype_of(n))
+    if signed:
+        if attrs.get("act", "none") == "hard_swish":
+            h = hi32s_finish(hi, n, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), "int32")
+            return _hard_swish_tail(h, attrs)
+        return hi32s_finish(hi, n, int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]),
+                            str(attrs["out_dtype"]))
     if attrs.get("act", "none") == "hard_swish":
         # the multiply-high gives the fixed-point pre-activation h, then the hard swish
         h = hi32_finish(hi, neg, n, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), "int32")
@@ -641,6 +718,13 @@ def _qconv_isa(spec: KernelSpec, isa) -> bool:
             and conv_isa_fits(x.dtype, int(spec.attrs.get("group", 1)), len(x.shape) - 2))
 
 
+def _long_epilogue(attrs) -> bool:
+    """conv_isa ranks its tiles for a long epilogue (quant_conv ``_rank_tiles``): the requantization
+    in int64 lanes (no 32-bit form: ``_hi32_ok`` / ``_acc_pre_shift``), or a fused hard swish. The
+    pre-packing and the kernel must agree (the weights' channel blocks)."""
+    return (not _hi32_ok(attrs) and not _acc_pre_shift(attrs)) or attrs.get("act", "none") == "hard_swish"
+
+
 @prepack_rule("qconv")
 def _qconv_prepack(spec: KernelSpec) -> dict[int, Packing]:
     w = spec.inputs[1] if len(spec.inputs) > 1 else None
@@ -653,9 +737,7 @@ def _qconv_prepack(spec: KernelSpec) -> dict[int, Packing]:
     c = int(spec.inputs[0].shape[1])
     kw = int(w.shape[-1])
     taps = conv_isa_taps(c, kw, isa)
-    # the requantization in int64 lanes (qconv below: no hi32 form) ranks the tiles differently
-    wide = not _hi32_ok(attrs) and not _acc_pre_shift(attrs)
-    blk = conv_w_block(isa, c, tuple(w.shape), attrs, tuple(spec.outputs[0].shape), wide)
+    blk = conv_w_block(isa, c, tuple(w.shape), attrs, tuple(spec.outputs[0].shape), _long_epilogue(attrs))
     layout = f"{isa.name}_conv{'_taps' if taps else ''}_o{blk}g{isa.group}"
     shape = conv_w_packed_shape(isa, c, w.shape, blk)
     return {1: Packing(layout, TensorType(w.dtype, shape), lambda a: pack_conv_weights(a, isa, taps, blk),
@@ -864,11 +946,15 @@ def qconv(spec: KernelSpec):
             # acc * 2^pre and every right shift grows by pre (the same bits, acc_bound)
             if tables is None:
                 tables = _req_tables(attrs, oc, force=True)
-            hi32 = (tables[0], lambda hi, neg, o: _hi32_finish(hi, neg, attrs, o, tables, pre),
-                    _hi32_low_clamp(attrs), pre)
+            # signed: no accumulator on a rounding tie, the signed multiply-high of acc itself
+            # (_hi32_signed_ok; a ReLU's max(acc, 0) form is as short and stays)
+            low = _hi32_low_clamp(attrs)
+            signed = HI32_SIGNED and not low and _hi32_signed_ok(attrs)
+            hi32 = (tables[0], lambda hi, neg, o: _hi32_finish(hi, neg, attrs, o, tables, pre, signed=signed),
+                    low, pre, "signed" if signed else "abs")
         out, sched = conv_isa(isa, x, w, b, attrs, out_shape,
                               lambda acc, o: _requant_node(acc, attrs, o, tables, narrow=True), hi32,
-                              w_shape=w_shape if packed else None)
+                              w_shape=w_shape if packed else None, long_epilogue=_long_epilogue(attrs))
     elif dwconv_rows_fits(isa, str(x.dtype), int(attrs.get("group", 1)), int(x.shape[1]), oc, rank,
                           int(w.shape[2]), int(w.shape[-1]), attrs["strides"], out_shape[-1], attrs["dilations"],
                           str(attrs["out_dtype"]), str(attrs.get("act", "none")), out_shape[-2],

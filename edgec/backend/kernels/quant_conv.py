@@ -57,7 +57,7 @@ from tvm import te
 
 from ..tuning import tunable
 from ._nn_sched import PARALLEL_MIN_MACS, cast
-from .quant_isa import Isa, mulhi_intrin
+from .quant_isa import Isa, mulhi_intrin, mulhi_s_intrin
 
 tir = tvm.tirx
 
@@ -427,8 +427,8 @@ def _rank_tiles(isa: Isa, oc: int, positions: int, steps: int, taps: bool = Fals
     Width-tap layouts whose positions fit 8 vectors (7..8) with few steps put (1, all vectors)
     first: one channel per tile, one position tile (measured on Zen 4, DS-CNN's first conv, 125
     positions x 10 steps: 2.6 us against 2.9 us for the cost model's (4, 2)). ``wide_epilogue``
-    (the requantization runs in int64 lanes: no multiply-high form, e.g. PP-OCR's fused hard
-    swish at 12 fraction bits) with at most 8 steps on VNNI puts (1, 6) first where that pads
+    (the requantization runs in int64 lanes, no multiply-high form; or a fused hard swish)
+    with at most 8 steps on VNNI puts (1, 6) first where that pads
     the positions by at most 12 %."""
     L = isa.lanes
     nvec = -(-positions // L)
@@ -442,7 +442,9 @@ def _rank_tiles(isa: Isa, oc: int, positions: int, steps: int, taps: bool = Fals
         # cost model's choice (measured on Zen 4 in the PP-OCR model: the 32->200 pointwise
         # convs with the fused hard swish 3-7 % faster in two runs, 16->88 / 16->104 0-8 %).
         # With the multiply-high form (MobileNetV2's ReLU6 expand convs) it did not help:
-        # 24->144 on 56x56 9 % slower, 16->96 on 112x112 unchanged
+        # 24->144 on 56x56 9 % slower, 16->96 on 112x112 unchanged. With a fused hard swish in
+        # 32-bit lanes (the signed multiply-high, odd multipliers) it does: PP-OCR's 32->200
+        # 15.2 -> 13.3 us, 16->88 7.3-7.5 -> 7.2-7.3 us
         first = (1, 6)
     ranked = _cost_ranked(isa, oc, positions, steps)
     if first is None:
@@ -516,17 +518,21 @@ def _bias_init(sch, b_init, bias: te.Tensor, acc_o: Callable) -> None:
 
 
 def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs, out_shape,
-             requant: Callable, hi32=None, w_shape: tuple | None = None):
+             requant: Callable, hi32=None, w_shape: tuple | None = None, long_epilogue: bool | None = None):
     """``requant(acc, oc)`` -> output value, ``acc`` the int32 accumulator with the bias already
     added (int32). ``hi32 = (m_table, finish, low_clamp, pre)``: the requantization as
     ``quant.requant_hi32`` in three steps, |acc << pre| as uint32 (``pre`` > 0: the node's
     ``acc_bound`` allows it, quant.py ``_acc_pre_shift``), its multiply-high by the channel's
     multiplier (``m_table[oc]``, int32) on the ``quant_isa.mulhi_intrin`` tensor intrinsic, then
     ``finish(hi, acc < 0, oc)``; ``low_clamp``: negative accumulators all clamp to qmin, then
-    max(acc, 0) replaces |acc| and ``finish`` gets None for the sign. ``w_shape``: ``w`` is
+    max(acc, 0) replaces |acc| and ``finish`` gets None for the sign. ``hi32[4]`` (optional,
+    "signed"): no accumulator lands on a rounding tie (quant.py ``_hi32_signed_ok``), the
+    multiply-high is the signed one of acc << pre itself (``quant_isa.mulhi_s_intrin``) and
+    ``finish`` gets None for the sign. ``w_shape``: ``w`` is
     already packed (``pack_conv_weights``, stored so in the artifact) and this is its original
     shape; the kernel reads it in place (channels of the last tile beyond O read channel O - 1,
-    their outputs are dropped). Returns (out, schedule)."""
+    their outputs are dropped). ``long_epilogue``: ``_rank_tiles``' ``wide_epilogue`` (None: no
+    ``hi32``; the caller's pre-packing must rank the tiles the same way). Returns (out, schedule)."""
     L, G = isa.lanes, isa.group
     r = len(x.shape) - 2
     n, c = int(x.shape[0]), int(x.shape[1])
@@ -566,7 +572,8 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
         wq = ow + ((kw - 1) * dw) // sw
         steps = c4 * kh * kw
     positions = oh * wq
-    mr, nw = _choose_tile(isa, oc, positions, steps, taps=taps, wide_epilogue=hi32 is None)
+    wide = (hi32 is None) if long_epilogue is None else long_epilogue
+    mr, nw = _choose_tile(isa, oc, positions, steps, taps=taps, wide_epilogue=wide)
     ocp = _ceil_to(oc, mr)
     pp = _ceil_to(positions, nw * L)
     maxoff = (((kh - 1) * dh) // sh) * wq + (0 if taps else ((kw - 1) * dw) // sw)
@@ -684,6 +691,7 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
     # instead of a second 64-bit product. Added as uint32: LLVM would widen a signed
     # no-overflow sum into two int64 operands, and the product would need a full 64-bit multiply
     init_b = BIAS_INIT and bias is not None
+    hi32_signed = hi32 is not None and len(hi32) > 4 and hi32[4] == "signed"
 
     def accb(nn, o, p):
         if bias is None or init_b:
@@ -693,24 +701,34 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
     if hi32 is None:
         req = te.compute((n, ocp, pp), lambda nn, o, p: requant(accb(nn, o, p), acc_o(o)), name="req")
     else:
-        mt, finish, low_clamp, pre = hi32
+        mt, finish, low_clamp, pre = hi32[:4]
         from .quant import abs_u32
 
         def accs(nn, o, p):     # acc * 2^pre: |acc| * 2^pre < 2^31 (acc_bound), the same bits after
             a = accb(nn, o, p)
             return tir.shift_left(a, tir.const(pre, "int32")) if pre else a
-        if low_clamp:
+        if hi32_signed:
+            # round half up = the reference's half away from zero (no ties): the signed product
+            # of acc itself, no |acc| and no sign to put back
+            ab = te.compute((n, ocp, pp), lambda nn, o, p: accs(nn, o, p), name="absacc")
+        elif low_clamp:
             # every negative acc ends at qmin (qmin >= the zero point, e.g. a fused ReLU): the
             # multiply-high of max(acc, 0) gives 0 there, and no sign is put back
             ab = te.compute((n, ocp, pp), lambda nn, o, p: tir.reinterpret(
                 "uint32", tir.max(accs(nn, o, p), tir.const(0, "int32"))), name="absacc")
         else:
             ab = te.compute((n, ocp, pp), lambda nn, o, p: abs_u32(accs(nn, o, p)), name="absacc")
-        hi = te.compute((n, ocp, pp), lambda nn, o, p: cast(tir.shift_right(
-            cast(mt[acc_o(o)], "uint64") * cast(ab[nn, o, p], "uint64"), tir.const(32, "uint64")), "uint32"),
-            name="mulhi")
+        if hi32_signed:
+            hi = te.compute((n, ocp, pp), lambda nn, o, p: cast(tir.shift_right(
+                cast(mt[acc_o(o)], "int64") * cast(ab[nn, o, p], "int64"), tir.const(32, "int64")), "int32"),
+                name="mulhi")
+        else:
+            hi = te.compute((n, ocp, pp), lambda nn, o, p: cast(tir.shift_right(
+                cast(mt[acc_o(o)], "uint64") * cast(ab[nn, o, p], "uint64"), tir.const(32, "uint64")), "uint32"),
+                name="mulhi")
         req = te.compute((n, ocp, pp), lambda nn, o, p: finish(
-            hi[nn, o, p], None if low_clamp else accb(nn, o, p) < tir.const(0, "int32"), acc_o(o)), name="req")
+            hi[nn, o, p], None if low_clamp or hi32_signed else accb(nn, o, p) < tir.const(0, "int32"), acc_o(o)),
+            name="req")
 
     def out_f(nn, o, *sp):
         p = sp[0] * wq + sp[1] if r == 2 else sp[0]
@@ -746,7 +764,7 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
             bl = sch.get_loops(sch.get_sblock(name))
             _, t_, v_ = sch.split(bl[-1], [None, nw, L])
             if name == "mulhi":
-                sch.tensorize(v_, mulhi_intrin(L))
+                sch.tensorize(v_, mulhi_s_intrin(L) if hi32_signed else mulhi_intrin(L))
             else:
                 sch.vectorize(v_)
             sch.unroll(t_)

@@ -379,6 +379,59 @@ def _register_mulhi(name: str, lanes: int) -> None:
     TensorIntrin.register(name, desc, impl)
 
 
+def mulhi_s_intrin(lanes: int) -> str:
+    """The name of a registered intrinsic ``C[l] = hi32(sext(M[0]) * sext(A[l]))`` for ``lanes``
+    int32 lanes (A: int32, M: one int32 multiplier, C: int32): the signed multiply-high of the
+    32-bit requantization when no accumulator can land on a rounding tie (``quant.requant_hi32s``).
+    The impl multiplies the even and the odd lanes as 64-bit lanes sign-extended from their low
+    halves (LLVM: two ``vpmuldq``) and gathers the high halves with one two-source shuffle, as
+    ``mulhi_intrin`` does for the unsigned form."""
+    name = f"edgec_mulhi_s32x{lanes}"
+    with _LOCK:
+        if not _registered(name):
+            _register_mulhi_s(name, lanes)
+    return name
+
+
+def _register_mulhi_s(name: str, lanes: int) -> None:
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+    half = lanes // 2
+    vec, wide = f"int32x{lanes}", f"int64x{half}"
+    picks = [v for i in range(half) for v in (2 * i + 1, lanes + 2 * i + 1)]
+
+    @T.prim_func(s_tir=True)
+    def desc(M: T.Buffer((1,), "int32", offset_factor=1), A: T.Buffer((lanes,), "int32", offset_factor=1),
+             C: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(M[0:1], A[0:lanes])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
+                with T.sblock("update"):
+                    vi = T.axis.remap("S", [i])
+                    C[vi] = T.Cast("int32", T.shift_right(T.Cast("int64", M[0]) * T.Cast("int64", A[vi]),
+                                                          T.int64(32)))
+
+    @T.prim_func(s_tir=True)
+    def impl(M: T.Buffer((1,), "int32", offset_factor=1), A: T.Buffer((lanes,), "int32", offset_factor=1),
+             C: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(M[0:1], A[0:lanes])
+            T.writes(C[0:lanes])
+            # even lanes: the low half sign-extended ((v << 32) >> 32, arithmetic); odd lanes: the
+            # high half (v >> 32, arithmetic). Both factors then have 33+ sign bits: vpmuldq
+            C[T.ramp(T.int32(0), 1, lanes)] = T.Shuffle([
+                T.reinterpret(T.shift_right(T.shift_left(T.reinterpret(A.vload([0], dtype=vec), dtype=wide),
+                                                         T.broadcast(T.int64(32), half)),
+                                            T.broadcast(T.int64(32), half))
+                              * T.broadcast(T.Cast("int64", M[0]), half), dtype=vec),
+                T.reinterpret(T.shift_right(T.reinterpret(A.vload([0], dtype=vec), dtype=wide),
+                                            T.broadcast(T.int64(32), half))
+                              * T.broadcast(T.Cast("int64", M[0]), half), dtype=vec)], picks)
+
+    TensorIntrin.register(name, desc, impl)
+
+
 def _mattr(target) -> list[str]:
     tv = getattr(target, "tvm", None) or {}
     return list(tv.get("mattr", [])) if isinstance(tv, dict) else []
