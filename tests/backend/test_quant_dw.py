@@ -198,7 +198,8 @@ def test_dispatch():
 def test_path_and_instructions():
     """Tap pairs on vpdpwssds (VNNI) / vpmaddwd (AVX2) for uint8 and int8 activations, 512-bit vs
     256-bit lanes, the register transposes (punpck), the epilogue's unsigned 32 x 32 -> 64-bit
-    products (vpmuludq, right shifts >= 33) or signed ones (vpmuldq, shifts below 33); a 5x5 kernel
+    products of |acc| (vpmuludq, right shifts >= 33, a rounding tie reachable), signed ones of acc
+    (vpmuldq: no tie reachable, or shifts below 33 in int64 lanes); a 5x5 kernel
     takes 15 pair instructions per pixel (5 rows x 3 pairs), not 25, fewer for the rows in the
     padding."""
     from edgec.backend.kernels.quant_dw import dwconv_lanes_fits
@@ -207,23 +208,30 @@ def test_path_and_instructions():
     vnni = target_isa(load_target("x86_64"))
     if vnni is None or vnni.name != "vnni":
         pytest.skip("the x86_64 target has no VNNI ISA here")
-    # DS-CNN's 3x3 on uint8: tap quads on vpdpbusd (one per kernel row and pixel), no tap pairs
+    # DS-CNN's 3x3 on uint8: tap quads on vpdpbusd (one per kernel row and pixel), no tap pairs;
+    # its multipliers reach no rounding tie (quant.py _hi32_signed_ok): the signed products of
+    # acc itself (vpmuldq), no |acc| (vpabsd) and no sign to put back
+    from edgec.backend.kernels.quant import _hi32_signed_ok
+    assert _hi32_signed_ok(BY_ID["dscnn_64c_25x5"].attrs) and not _hi32_signed_ok(BY_ID["ocr_5x5_200c_2x96"].attrs)
     a = _asm(_spec(BY_ID["dscnn_64c_25x5"], "x86_64"))
-    assert "vpdpbusd" in a and "vpdpwssds" not in a and "vpmuludq" in a and "punpcklbw" in a and "zmm" in a
-    a5 = _asm(_spec(BY_ID["ocr_5x5_200c_2x96"], "x86_64"))     # 5 taps a row: pairs
-    assert "vpdpwssds" in a5 and "vpdpbusd" not in a5
+    assert "vpdpbusd" in a and "vpdpwssds" not in a and "punpcklbw" in a and "zmm" in a
+    assert "vpmuldq" in a and "vpmuludq" not in a and "vpabsd" not in a
+    # 5 taps a row: pairs; ties reachable: the unsigned products of |acc|
+    a5 = _asm(_spec(BY_ID["ocr_5x5_200c_2x96"], "x86_64"))
+    assert "vpdpwssds" in a5 and "vpdpbusd" not in a5 and "vpmuludq" in a5 and "vpabsd" in a5
     a2 = _asm(_spec(BY_ID["dscnn_64c_25x5"], "x86_64-avx2"))
-    assert "vpmaddwd" in a2 and "vpmuludq" in a2 and "zmm" not in a2 and "vpdpwssd" not in a2
+    assert "vpmaddwd" in a2 and "vpmuldq" in a2 and "zmm" not in a2 and "vpdpwssd" not in a2
     i8 = _asm(_spec(BY_ID["i8_in_i8_out"], "x86_64"))
     assert "vpdpwssds" in i8 and "vpmulld" not in i8
     # a fused ReLU (qmin >= zero point): products of max(acc, 0), no sign (vpabsd) to put back
     relu = _asm(_spec(BY_ID["mb_relu6_zp0_s2"], "x86_64"))
-    assert "vpmuludq" in relu and "vpabsd" not in relu and "vpabsd" in a
+    assert "vpmuludq" in relu and "vpabsd" not in relu
+    # right shifts of 32: the 64-bit sums (vpaddq) of the int64 form
     lo = _asm(_spec(BY_ID["shift_32"], "x86_64"))
-    assert "vpmuldq" in lo and "vpmuludq" not in lo
-    # the same with the compiler's acc_bound: acc << k, the unsigned 32-bit form
+    assert "vpmuldq" in lo and "vpmuludq" not in lo and "vpaddq" in lo
+    # the same with the compiler's acc_bound: acc << k, the 32-bit form (signed: no tie reachable)
     lo = _asm(_spec(BY_ID["shift_32_bound"], "x86_64"))
-    assert "vpmuludq" in lo and "vpmuldq" not in lo
+    assert "vpmuldq" in lo and "vpmuludq" not in lo and "vpaddq" not in lo
     # 5x5 on tiles of 8 pixels: a kernel row's taps are 3 pairs x 8 = 24 instructions, its
     # padding-row form 3 (pack(zp, zp) times the weight pairs). 3 input rows to 2 output rows at
     # stride 2: row 2 is always inside (taps), rows 0, 1, 3, 4 are inside for one output row (both

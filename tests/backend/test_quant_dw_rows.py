@@ -222,7 +222,8 @@ def _asm(case, target_name) -> str:
 def test_instructions():
     """VNNI with uint8 pixels: quad words built by a dword permute + vpshufb, 4 taps per vpdpbusd (3x3: 3 per
     tile of 16 outputs, not 9); int8 pixels: tap pairs on vpdpwssds; AVX2: pairs on vpmaddwd (no
-    zmm); the multiply-high epilogue on vpmuludq; no transposes (punpck)."""
+    zmm); the multiply-high epilogue on vpmuldq (signed: no rounding tie reachable); no transposes
+    (punpck)."""
     from edgec.backend.kernels.quant_isa import target_isa
     from edgec.targets import load_target
     by_id = {c.id: c for c in CASES}
@@ -231,9 +232,10 @@ def test_instructions():
         pytest.skip("the x86_64 target has no VNNI ISA here")
     a = _asm(by_id["w16_exact"], "x86_64")       # 6 rows of one tile (LLVM may unroll the rows)
     n = a.count("vpdpbusd")
-    assert n in (3, 18) and "vperm" in a and "vpshufb" in a and "vpmuludq" in a and "zmm" in a
+    # its multipliers reach no rounding tie (quant.py _hi32_signed_ok): the signed multiply-high
+    assert n in (3, 18) and "vperm" in a and "vpshufb" in a and "vpmuldq" in a and "vpmuludq" not in a and "zmm" in a
     assert "punpck" not in a and "vpdpwssd" not in a
     i8 = _asm(by_id["i8_in_i8_out"], "x86_64")
     assert "vpdpwssds" in i8 and "vpdpbusd" not in i8
     a2 = _asm(by_id["mb37_s1"], "x86_64-avx2")
-    assert "vpmaddwd" in a2 and "vpmuludq" in a2 and "zmm" not in a2 and "vpdpwssd" not in a2
+    assert "vpmaddwd" in a2 and "vpmuldq" in a2 and "zmm" not in a2 and "vpdpwssd" not in a2

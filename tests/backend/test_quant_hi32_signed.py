@@ -1,5 +1,6 @@
-"""conv_isa's signed multiply-high requantization (edgec/backend/kernels/quant.py ``hi32s_finish``,
-``_hi32_signed_ok``): where no accumulator can land exactly on a rounding tie, rounding half up
+"""The signed multiply-high requantization of conv_isa and the depthwise kernels (quant_dw's
+channels in the lanes, quant_dw_rows' width in the lanes; edgec/backend/kernels/quant.py
+``hi32s_finish``, ``_hi32_signed_ok``, quant_dw ``_Rq``): where no accumulator can land exactly on a rounding tie, rounding half up
 (one signed multiply-high, an arithmetic shift) gives the reference's half away from zero; where
 a tie is reachable the kernel keeps the |acc| form. Both are bit-exact with the numpy reference,
 on the VNNI host and on an AVX2-only target, including accumulators built to sit on the ties."""
@@ -101,6 +102,35 @@ def _hswish_conv(id_, c, m, hw, odd: bool, frac_bits: int):
     return Case(id_, "qconv", attrs, [x, w, b])
 
 
+def _dw_conv(id_, c, hw, k, odd: bool, act: str = "none", out: str = "uint8", stride: int = 1):
+    """A depthwise conv (quant_dw's channels in the lanes, or quant_dw_rows' width in the lanes
+    on large planes) with acc_bound, no ReLU: a plain requantization (int8 / uint8 with the zero
+    point mid-range) or the pass's fused hard swish; odd multipliers or even ones with enough
+    trailing zeros that ties are reachable (the |acc| form)."""
+    x = RNG.integers(0, 256, (1, c, *hw)).astype(np.uint8)
+    w = RNG.integers(-127, 128, (c, 1, k, k)).astype(np.int8)
+    b = RNG.integers(-3000, 3000, c).astype(np.int32)
+    bound = _acc_bound("uint8", w, b)
+    p = k // 2
+    base = {"strides": (stride, stride), "pads": (p, p, p, p), "dilations": (1, 1), "group": c, "x_zero_point": 0,
+            "acc_bound": bound}
+    peak = np.maximum(np.abs(w.reshape(c, -1).astype(np.int64)).sum(axis=1) * 128, 1)
+    if act == "hard_swish":
+        s_y, z_y = (9.0 + 0.375) / 255, 10
+        a = _hard_swish_attrs(s_y, z_y, 0, 255, acc_scale=float((RNG.uniform(6.0, 9.0, c) / peak).max()))
+        real = RNG.uniform(6.0, 9.0, c) / peak * 2.0 ** a["act_frac_bits"]
+        base.update(a, out_zero_point=z_y, qmin=0, qmax=255, out_dtype="uint8")
+    else:
+        real = RNG.uniform(100.0, 140.0, c) / peak
+        lo, hi = (0, 255) if out == "uint8" else (-128, 127)
+        base.update(out_zero_point=(lo + hi + 1) // 2, qmin=lo, qmax=hi, out_dtype=out)
+    mults = [quantize_multiplier(float(r)) for r in real]
+    z = 12 if act == "hard_swish" else 24       # trailing zeros: 2^(n - 1 - z) below acc_bound
+    mults = [_odd_multiplier(mm, sh) if odd else ((mm >> z) << z, sh) for mm, sh in mults]
+    base.update(multiplier=tuple(mm for mm, _ in mults), shift=tuple(sh for _, sh in mults))
+    return Case(id_, "qconv", base, [x, w, b])
+
+
 CASES = [
     _tie_conv("ties_reachable_int8", 3 << 29, 33),            # v2 = 29: ties at acc = 8 (mod 16)
     _tie_conv("ties_reachable_uint8", 3 << 29, 34, out="uint8"),
@@ -109,9 +139,19 @@ CASES = [
     _hswish_conv("hswish_odd_pre_shift", 32, 200, (2, 96), odd=True, frac_bits=12),
     _hswish_conv("hswish_odd_hi32", 32, 48, (2, 40), odd=True, frac_bits=7),
     _hswish_conv("hswish_even", 32, 48, (2, 40), odd=False, frac_bits=12),
+    # depthwise: PP-OCR's 5x5 with the hard swish (channels in the lanes, accumulator pre-shift)
+    _dw_conv("dw5x5_hswish_odd", 40, (2, 96), 5, odd=True, act="hard_swish"),
+    _dw_conv("dw5x5_hswish_even", 40, (2, 96), 5, odd=False, act="hard_swish"),
+    _dw_conv("dw3x3_odd_int8", 48, (14, 14), 3, odd=True, out="int8"),
+    _dw_conv("dw3x3_odd_uint8", 48, (14, 14), 3, odd=True),
+    # a large plane: quant_dw_rows (the width in the lanes)
+    _dw_conv("dw3x3_rows_odd", 16, (56, 56), 3, odd=True),
+    _dw_conv("dw3x3_rows_even", 16, (56, 56), 3, odd=False),
 ]
 SIGNED = {"ties_reachable_int8": False, "ties_reachable_uint8": False, "odd_int8": True, "odd_uint8": True,
-          "hswish_odd_pre_shift": True, "hswish_odd_hi32": True, "hswish_even": False}
+          "hswish_odd_pre_shift": True, "hswish_odd_hi32": True, "hswish_even": False,
+          "dw5x5_hswish_odd": True, "dw5x5_hswish_even": False, "dw3x3_odd_int8": True, "dw3x3_odd_uint8": True,
+          "dw3x3_rows_odd": True, "dw3x3_rows_even": False}
 
 
 def test_cases_take_the_intended_path():
@@ -125,7 +165,7 @@ def test_cases_take_the_intended_path():
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_signed_form_in_the_assembly(case):
     asm = case_asm(case, "host")
-    assert "vpdpbusd" in asm, case.id
+    assert "vpdpbusd" in asm or "vpdpwssd" in asm, case.id
     if SIGNED[case.id]:
         assert "vpmuldq" in asm and "vpmuludq" not in asm, case.id
     else:

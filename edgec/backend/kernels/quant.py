@@ -209,10 +209,15 @@ def hi32s_finish(hi, n, zero_point: int, qmin: int, qmax: int, out_dtype: str):
     return cast(r + tir.const(zero_point, "int32"), out_dtype) if zero_point else cast(r, out_dtype)
 
 
-def _u8_clamp(y, qmin: int, qmax: int):
+def _u8_clamp(y, qmin: int, qmax: int, lanes: int = 1):
     """uint8 of the int32 ``y`` clamped to [qmin, qmax] (0 <= qmin <= qmax <= 255): a signed max
     with qmin, then the upper clamp as an unsigned min, which the narrowing store does for
-    qmax = 255 (vpmovusdb: one instruction fewer than a signed min and vpmovdb)."""
+    qmax = 255 (vpmovusdb: one instruction fewer than a signed min and vpmovdb). ``lanes`` > 1:
+    ``y`` is an int32 vector of that many lanes (written TIR) and so is the result."""
+    if lanes > 1:
+        c = lambda v, t: tir.Broadcast(tir.const(int(v), t), lanes)  # noqa: E731
+        y = tir.reinterpret(f"uint32x{lanes}", tir.Max(y, c(qmin, "int32")))
+        return tir.Cast(f"uint8x{lanes}", tir.Min(y, c(qmax, "uint32")))
     y = tir.reinterpret("uint32", tir.max(y, tir.const(qmin, "int32")))
     return cast(tir.min(y, tir.const(qmax, "uint32")), "uint8")
 
@@ -298,7 +303,7 @@ def _hard_swish_tail(h, attrs, lanes: int = 1):
     if ps:
         q = tir.shift_right(q + i32(1 << (ps - 1)), i32(ps))
     zp, qmin, qmax, dt = int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), str(attrs["out_dtype"])
-    if lanes == 1 and dt == "uint8" and 0 <= qmin <= qmax <= 255:
+    if dt == "uint8" and 0 <= qmin <= qmax <= 255:
         # the zero point inside the rounding constant where the sum stays in int32 (zp * 2^n is a
         # multiple of 2^n: the same floor), else added after the shift; then the uint8 clamp as a
         # signed max and the narrowing store's unsigned saturation (_u8_clamp)
@@ -308,7 +313,7 @@ def _hard_swish_tail(h, attrs, lanes: int = 1):
             r = tir.shift_right(q * i32(mm) + i32(cz), i32(rs))
         else:
             r = tir.shift_right(q * i32(mm) + i32(1 << (rs - 1)), i32(rs)) + i32(zp)
-        return _u8_clamp(r, qmin, qmax)
+        return _u8_clamp(r, qmin, qmax, lanes)
     r = tir.shift_right(q * i32(mm) + i32(1 << (rs - 1)), i32(rs))
     r = tir.max(tir.min(r, i32(qmax - zp)), i32(qmin - zp))
     r = r + i32(zp)

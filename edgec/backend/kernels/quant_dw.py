@@ -255,9 +255,12 @@ class _Rq:
     merged by one shuffle), then ``-q`` where a < 0: the reference's round half away from zero of
     a * m / 2^n (the low 32 bits of 2^(n-1) are zero, so the 64-bit sum never needs them; |a| <=
     2^31, m < 2^31: the sum fits 31 bits). With a fused ReLU (lo >= zp) the products are of
-    max(a, 0) and no sign is put back."""
+    max(a, 0) and no sign is put back. ``signed`` (with the abs path, no ReLU; the caller checked
+    quant.py ``_hi32_signed_ok``: no product lands on a rounding tie): the signed products of a
+    itself, ``q = (hi32(a * m) + 2^(n-33)) >> (n - 32)`` (arithmetic), quant.py ``hi32s_finish``'s
+    form: no |a|, no sign put back."""
 
-    def __init__(self, L, m, n, half, zp, lo, hi, n_min, abs_path: bool | None = None):
+    def __init__(self, L, m, n, half, zp, lo, hi, n_min, abs_path: bool | None = None, signed: bool = False):
         H = L // 2
         self.L, self.H, self.zp, self.lo, self.hi = L, H, zp, lo, hi
         self.i64 = lambda v: tir.Broadcast(v if not isinstance(v, int) else tir.const(int(v), "int64"), H)  # noqa: E731
@@ -284,6 +287,15 @@ class _Rq:
             k32 = tir.Max(n - b32(32), b32(0))
         else:
             k32 = b32(tir.max(n - 32, 0))
+        self.signed = signed and self.abs_path and lo - zp < 0
+        if self.signed:
+            # the multipliers sign-extended (m >= 0: the same values as the unsigned form's)
+            if isinstance(m, int):
+                self.smE = self.smO = self.i64(m)
+            elif vec(m):
+                self.smE, self.smO = eo32(m)
+            else:
+                self.smE = self.smO = self.i64(cast(m, "int64"))
         if self.abs_path:
             u64 = lambda v: tir.Broadcast(v if not isinstance(v, int) else tir.const(int(v), "uint64"), H)  # noqa: E731
             self.u64 = u64
@@ -335,6 +347,19 @@ class _Rq:
         L, i64 = self.L, self.i64
         u8 = u8 and 0 <= self.zp <= self.lo <= self.hi <= 255
         b32 = lambda v: tir.Broadcast(tir.const(int(v), "int32"), L)  # noqa: E731
+        if self.signed:
+            aE, aO = self.eo32(a)
+            hE, hO = (tir.reinterpret(f"int32x{L}", v) for v in (aE * self.smE, aO * self.smO))
+            hi = tir.Shuffle([hE, hO], [tir.const(j + 1 if j % 2 == 0 else L + j, "int32") for j in range(L)])
+            q = tir.shift_right(hi + self.c32, self.k)
+            if u8:
+                # |q| < 2^30: q + zp fits int32; a signed max with lo, then the narrowing store's
+                # unsigned saturation for hi = 255 (the caller casts the uint32 lanes to uint8)
+                u32 = lambda v: tir.Broadcast(tir.const(int(v), "uint32"), L)  # noqa: E731
+                r = tir.Max(q + b32(self.zp) if self.zp else q, b32(self.lo))
+                return tir.Min(tir.reinterpret(f"uint32x{L}", r), u32(self.hi))
+            r = tir.Max(tir.Min(q, b32(self.hi - self.zp)), b32(self.lo - self.zp))
+            return r + b32(self.zp) if self.zp else r
         if self.abs_path:
             # a fused ReLU (qmin >= zero point): every a <= 0 gives qmin, and so does max(a, 0)
             # (q = 0 there): no sign to put back
@@ -413,10 +438,12 @@ def _req_vectors(acc_buf, req_buf, tabs, attrs, consts, nn, bb, y, zs, L: int, n
         n_min += kpre
     zo, qlo, qhi, odt = int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), str(attrs["out_dtype"])
     act = str(attrs.get("act", "none")) == "hard_swish"
+    from .quant import HI32_SIGNED, _hi32_signed_ok
+    sgn = HI32_SIGNED and _hi32_signed_ok(attrs)
     if act:
-        st1 = _Rq(L, mv, nv, hv, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), n_min)
+        st1 = _Rq(L, mv, nv, hv, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), n_min, signed=sgn)
     else:
-        st1 = _Rq(L, mv, nv, hv, zo, qlo, qhi, n_min)
+        st1 = _Rq(L, mv, nv, hv, zo, qlo, qhi, n_min, signed=sgn)
     out = []
     for z in zs:
         a = tir.BufferLoad(acc_buf, [nn, bb, y, z, tir.Ramp(0, 1, L)])

@@ -99,25 +99,28 @@ def _min_right_shift(attrs) -> int:
 
 # -- the requantization on vectors of one channel -----------------------------------------------
 
-def _rq_vec(a, m, n, zp: int, lo: int, hi: int, L: int, hi32: bool, n_min: int = 0):
+def _rq_vec(a, m, n, zp: int, lo: int, hi: int, L: int, hi32: bool, n_min: int = 0, signed: bool = False):
     """clamp(round(a * m / 2^n) + zp, lo, hi) on an int32xL vector ``a`` with one (m, n) for every
     lane (ints or int32 scalar expressions): quant_dw's ``_Rq`` stage, on the multiply-high form
     of quant.py ``requant_hi32`` exactly when ``hi32`` (every n >= 33, quant.py ``_hi32_ok``),
     else ``requant_expr``'s; ``n_min``: the smallest n of the node (>= 32: the shift in 32-bit
-    lanes). With a ReLU-style clamp (lo >= zp) the multiply-high needs no sign."""
-    return _Rq(L, m, n, None, zp, lo, hi, n_min, abs_path=hi32).apply(a)
+    lanes). With a ReLU-style clamp (lo >= zp) the multiply-high needs no sign; ``signed``: no
+    product lands on a rounding tie (quant.py ``_hi32_signed_ok``), the signed multiply-high."""
+    return _Rq(L, m, n, None, zp, lo, hi, n_min, abs_path=hi32, signed=signed).apply(a)
 
 
 def _epilogue_vec(a, attrs, m, n, L: int, hi32: bool):
     """The node's requantization (or fused hard swish) of the int32xL vector ``a`` (bias added),
     narrowed to the output dtype."""
-    from .quant import _hard_swish_tail
+    from .quant import HI32_SIGNED, _hard_swish_tail, _hi32_signed_ok
     odt = str(attrs["out_dtype"])
     n_min = _min_right_shift(attrs)
+    sgn = hi32 and HI32_SIGNED and _hi32_signed_ok(attrs)
     if str(attrs.get("act", "none")) == "hard_swish":
-        h = _rq_vec(a, m, n, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), L, hi32, n_min=n_min)
+        h = _rq_vec(a, m, n, 0, int(attrs["act_hmin"]), int(attrs["act_hmax"]), L, hi32, n_min=n_min, signed=sgn)
         return _hard_swish_tail(h, attrs, lanes=L)
-    r = _rq_vec(a, m, n, int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), L, hi32, n_min)
+    r = _rq_vec(a, m, n, int(attrs["out_zero_point"]), int(attrs["qmin"]), int(attrs["qmax"]), L, hi32, n_min,
+                signed=sgn)
     return tir.Cast(f"{odt}x{L}", r)
 
 
