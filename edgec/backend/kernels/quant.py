@@ -190,9 +190,9 @@ def hi32s_finish(hi, n, zero_point: int, qmin: int, qmax: int, out_dtype: str):
     floor(acc * m / 2^32); ``quant_isa.mulhi_s_intrin``), then (hi + 2^(n-33)) >> (n-32)
     (arithmetic) = floor((acc * m + 2^(n-1)) / 2^n): rounding half up, which is the reference's
     half away from zero wherever the product is not exactly on a tie (``_hi32_signed_ok``).
-    |hi| <= 2^30 (|acc| <= 2^31, m < 2^31), so hi + 2^(n-33) <= 2^31 - 1 and the result plus any
-    8-bit zero point fit int32. Four instructions fewer per vector than the |acc| form: no
-    absolute value, no sign put back."""
+    |hi| < 2^30 (|acc| <= 2^31, m < 2^31), so hi + 2^(n-33) < 2^31 and the result plus any
+    8-bit zero point fit int32. Six instructions fewer per vector than the |acc| form on AVX-512
+    (no absolute value, no sign put back: 13 -> 7 in PP-OCR's 32 -> 200 pointwise conv)."""
     if isinstance(n, int):
         k, c = tir.const(n - 32, "int32"), tir.const(1 << (n - 33), "int32")
     else:

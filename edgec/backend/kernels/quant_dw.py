@@ -343,8 +343,10 @@ class _Rq:
 
     def apply(self, a, u8: bool = False):
         """``u8``: the result is stored as uint8 (the caller casts it): with a fused ReLU and
-        0 <= zp <= lo <= hi <= 255 the lanes may then come back as uint32 (same values)."""
+        0 <= zp <= lo <= hi <= 255, or the signed form and 0 <= lo <= hi <= 255, the lanes may
+        then come back as uint32 (same values)."""
         L, i64 = self.L, self.i64
+        u8_out = u8 and 0 <= self.lo <= self.hi <= 255
         u8 = u8 and 0 <= self.zp <= self.lo <= self.hi <= 255
         b32 = lambda v: tir.Broadcast(tir.const(int(v), "int32"), L)  # noqa: E731
         if self.signed:
@@ -352,7 +354,7 @@ class _Rq:
             hE, hO = (tir.reinterpret(f"int32x{L}", v) for v in (aE * self.smE, aO * self.smO))
             hi = tir.Shuffle([hE, hO], [tir.const(j + 1 if j % 2 == 0 else L + j, "int32") for j in range(L)])
             q = tir.shift_right(hi + self.c32, self.k)
-            if u8:
+            if u8_out:
                 # |q| < 2^30: q + zp fits int32; a signed max with lo, then the narrowing store's
                 # unsigned saturation for hi = 255 (the caller casts the uint32 lanes to uint8)
                 u32 = lambda v: tir.Broadcast(tir.const(int(v), "uint32"), L)  # noqa: E731
