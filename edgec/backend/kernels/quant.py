@@ -187,7 +187,7 @@ def hi32_finish(hi, neg, n, zero_point: int, qmin: int, qmax: int, out_dtype: st
 
 def hi32s_finish(hi, n, zero_point: int, qmin: int, qmax: int, out_dtype: str):
     """The signed form of ``hi32_finish``: ``hi = hi32(acc * m)`` of the signed product (int32,
-    floor(acc * m / 2^32); ``quant_isa.mulhi_s_intrin``), then (hi + 2^(n-33)) >> (n-32)
+    floor(acc * m / 2^32); ``quant_isa.mulhi_intrin(signed=True)``), then (hi + 2^(n-33)) >> (n-32)
     (arithmetic) = floor((acc * m + 2^(n-1)) / 2^n): rounding half up, which is the reference's
     half away from zero wherever the product is not exactly on a tie (``_hi32_signed_ok``).
     |hi| < 2^30 (|acc| <= 2^31, m < 2^31), so hi + 2^(n-33) < 2^31 and the result plus any

@@ -57,7 +57,7 @@ from tvm import te
 
 from ..tuning import tunable
 from ._nn_sched import PARALLEL_MIN_MACS, cast
-from .quant_isa import Isa, mulhi_intrin, mulhi_s_intrin
+from .quant_isa import Isa, mulhi_intrin
 
 tir = tvm.tirx
 
@@ -527,7 +527,7 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
     ``finish(hi, acc < 0, oc)``; ``low_clamp``: negative accumulators all clamp to qmin, then
     max(acc, 0) replaces |acc| and ``finish`` gets None for the sign. ``hi32[4]`` (optional,
     "signed"): no accumulator lands on a rounding tie (quant.py ``_hi32_signed_ok``), the
-    multiply-high is the signed one of acc << pre itself (``quant_isa.mulhi_s_intrin``) and
+    multiply-high is the signed one of acc << pre itself (``quant_isa.mulhi_intrin(signed=True)``) and
     ``finish`` gets None for the sign. ``w_shape``: ``w`` is
     already packed (``pack_conv_weights``, stored so in the artifact) and this is its original
     shape; the kernel reads it in place (channels of the last tile beyond O read channel O - 1,
@@ -764,7 +764,7 @@ def conv_isa(isa: Isa, x: te.Tensor, w: te.Tensor, bias: te.Tensor | None, attrs
             bl = sch.get_loops(sch.get_sblock(name))
             _, t_, v_ = sch.split(bl[-1], [None, nw, L])
             if name == "mulhi":
-                sch.tensorize(v_, mulhi_s_intrin(L) if hi32_signed else mulhi_intrin(L))
+                sch.tensorize(v_, mulhi_intrin(L, signed=hi32_signed))
             else:
                 sch.vectorize(v_)
             sch.unroll(t_)

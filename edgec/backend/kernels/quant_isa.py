@@ -323,111 +323,62 @@ def _register_sdot_intrins(isa: Isa) -> None:
         TensorIntrin.register(isa.dot, dot_desc, dot_impl)
 
 
-def mulhi_intrin(lanes: int) -> str:
-    """The name of a registered intrinsic ``C[l] = hi32(zext(M[0]) * zext(A[l]))`` for ``lanes``
-    uint32 lanes (A: uint32, M: one non-negative int32 multiplier, C: uint32), the multiply-high
-    of the 32-bit requantization (``quant.requant_hi32``). The impl multiplies the even and the
-    odd lanes as 64-bit lanes whose high halves are zero (LLVM: two ``vpmuludq``, the multiplier
-    zero-extended) and gathers the high halves with one two-source shuffle (``vpermt2d``),
-    where the scalar form is vectorized by widening to 2 x lanes/2 int64 lanes and narrowing
-    back (10 instructions for 16 lanes instead of 5)."""
-    name = f"edgec_mulhi_u32x{lanes}"
+def mulhi_intrin(lanes: int, signed: bool = False) -> str:
+    """The name of a registered intrinsic ``C[l] = hi32(ext(M[0]) * ext(A[l]))`` for ``lanes``
+    32-bit lanes, the multiply-high of the 32-bit requantization. Unsigned (``quant.requant_hi32``):
+    A and C uint32, zero extensions, M one non-negative int32 multiplier. ``signed``
+    (``quant.hi32s_finish``, where no accumulator can land on a rounding tie): A and C int32,
+    sign extensions. The impl multiplies the even and the odd lanes as 64-bit lanes extended from
+    their low halves, ``(v << 32) >> 32`` and ``v >> 32`` (logical shifts for uint64, arithmetic
+    for int64: LLVM two ``vpmuludq`` / ``vpmuldq``) and gathers the high halves with one
+    two-source shuffle (``vpermt2d``). The scalar form would be vectorized by widening to
+    2 x lanes/2 int64 lanes and narrowing back (10 instructions for 16 lanes instead of 5)."""
+    name = f"edgec_mulhi_{'s' if signed else 'u'}32x{lanes}"
     with _LOCK:
         if not _registered(name):
-            _register_mulhi(name, lanes)
+            _register_mulhi(name, lanes, signed)
     return name
 
 
-def _register_mulhi(name: str, lanes: int) -> None:
+def _register_mulhi(name: str, lanes: int, signed: bool) -> None:
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
     half = lanes // 2
-    vec, wide = f"uint32x{lanes}", f"uint64x{half}"
+    d32, d64 = ("int32", "int64") if signed else ("uint32", "uint64")
+    vec, wide = f"{d32}x{lanes}", f"{d64}x{half}"
     picks = [v for i in range(half) for v in (2 * i + 1, lanes + 2 * i + 1)]
+    import tvm
+    k32 = tvm.tirx.const(32, d64)
 
     @T.prim_func(s_tir=True)
-    def desc(M: T.Buffer((1,), "int32", offset_factor=1), A: T.Buffer((lanes,), "uint32", offset_factor=1),
-             C: T.Buffer((lanes,), "uint32", offset_factor=1)) -> None:
+    def desc(M: T.Buffer((1,), "int32", offset_factor=1), A: T.Buffer((lanes,), d32, offset_factor=1),
+             C: T.Buffer((lanes,), d32, offset_factor=1)) -> None:
         with T.sblock("root"):
             T.reads(M[0:1], A[0:lanes])
             T.writes(C[0:lanes])
             for i in T.serial(0, lanes):
                 with T.sblock("update"):
                     vi = T.axis.remap("S", [i])
-                    C[vi] = T.Cast("uint32", T.shift_right(T.Cast("uint64", M[0]) * T.Cast("uint64", A[vi]),
-                                                           T.uint64(32)))
+                    C[vi] = T.Cast(d32, T.shift_right(T.Cast(d64, M[0]) * T.Cast(d64, A[vi]), k32))
 
     @T.prim_func(s_tir=True)
-    def impl(M: T.Buffer((1,), "int32", offset_factor=1), A: T.Buffer((lanes,), "uint32", offset_factor=1),
-             C: T.Buffer((lanes,), "uint32", offset_factor=1)) -> None:
+    def impl(M: T.Buffer((1,), "int32", offset_factor=1), A: T.Buffer((lanes,), d32, offset_factor=1),
+             C: T.Buffer((lanes,), d32, offset_factor=1)) -> None:
         with T.sblock("root"):
             T.reads(M[0:1], A[0:lanes])
             T.writes(C[0:lanes])
             # one expression (no let-bound vectors: TVM would give each a workspace buffer). M is
-            # zero-extended (M >= 0: the same value as the description's sign extension): with
-            # both factors known below 2^32 LLVM multiplies with vpmuludq; a sign-extended M made
-            # it a full 64-bit multiply (vpmullq on AVX-512) wherever |acc| was taken (measured
-            # gain on Zen 4: within noise, e.g. PP-OCR's 200->32 7.3 -> 7.2 us)
-            C[T.ramp(T.int32(0), 1, lanes)] = T.Shuffle([
-                T.reinterpret(T.bitwise_and(T.reinterpret(A.vload([0], dtype=vec), dtype=wide),
-                                            T.broadcast(T.uint64(0xFFFFFFFF), half))
-                              * T.broadcast(T.Cast("uint64", T.Cast("uint32", M[0])), half), dtype=vec),
-                T.reinterpret(T.shift_right(T.reinterpret(A.vload([0], dtype=vec), dtype=wide),
-                                            T.broadcast(T.uint64(32), half))
-                              * T.broadcast(T.Cast("uint64", T.Cast("uint32", M[0])), half), dtype=vec)], picks)
-
-    TensorIntrin.register(name, desc, impl)
-
-
-def mulhi_s_intrin(lanes: int) -> str:
-    """The name of a registered intrinsic ``C[l] = hi32(sext(M[0]) * sext(A[l]))`` for ``lanes``
-    int32 lanes (A: int32, M: one int32 multiplier, C: int32): the signed multiply-high of the
-    32-bit requantization when no accumulator can land on a rounding tie (``quant.requant_hi32s``).
-    The impl multiplies the even and the odd lanes as 64-bit lanes sign-extended from their low
-    halves (LLVM: two ``vpmuldq``) and gathers the high halves with one two-source shuffle, as
-    ``mulhi_intrin`` does for the unsigned form."""
-    name = f"edgec_mulhi_s32x{lanes}"
-    with _LOCK:
-        if not _registered(name):
-            _register_mulhi_s(name, lanes)
-    return name
-
-
-def _register_mulhi_s(name: str, lanes: int) -> None:
-    from tvm.s_tir import TensorIntrin
-    from tvm.script import tirx as T
-    half = lanes // 2
-    vec, wide = f"int32x{lanes}", f"int64x{half}"
-    picks = [v for i in range(half) for v in (2 * i + 1, lanes + 2 * i + 1)]
-
-    @T.prim_func(s_tir=True)
-    def desc(M: T.Buffer((1,), "int32", offset_factor=1), A: T.Buffer((lanes,), "int32", offset_factor=1),
-             C: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:
-        with T.sblock("root"):
-            T.reads(M[0:1], A[0:lanes])
-            T.writes(C[0:lanes])
-            for i in T.serial(0, lanes):
-                with T.sblock("update"):
-                    vi = T.axis.remap("S", [i])
-                    C[vi] = T.Cast("int32", T.shift_right(T.Cast("int64", M[0]) * T.Cast("int64", A[vi]),
-                                                          T.int64(32)))
-
-    @T.prim_func(s_tir=True)
-    def impl(M: T.Buffer((1,), "int32", offset_factor=1), A: T.Buffer((lanes,), "int32", offset_factor=1),
-             C: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:
-        with T.sblock("root"):
-            T.reads(M[0:1], A[0:lanes])
-            T.writes(C[0:lanes])
-            # even lanes: the low half sign-extended ((v << 32) >> 32, arithmetic); odd lanes: the
-            # high half (v >> 32, arithmetic). Both factors then have 33+ sign bits: vpmuldq
+            # extended through d32 (unsigned: zero-extended, M >= 0, the same value as the
+            # description's): with both factors known below 2^32 LLVM multiplies with vpmuludq;
+            # a sign-extended M made it a full 64-bit multiply (vpmullq on AVX-512) wherever
+            # |acc| was taken (measured gain on Zen 4: within noise, e.g. PP-OCR's 200->32
+            # 7.3 -> 7.2 us)
             C[T.ramp(T.int32(0), 1, lanes)] = T.Shuffle([
                 T.reinterpret(T.shift_right(T.shift_left(T.reinterpret(A.vload([0], dtype=vec), dtype=wide),
-                                                         T.broadcast(T.int64(32), half)),
-                                            T.broadcast(T.int64(32), half))
-                              * T.broadcast(T.Cast("int64", M[0]), half), dtype=vec),
-                T.reinterpret(T.shift_right(T.reinterpret(A.vload([0], dtype=vec), dtype=wide),
-                                            T.broadcast(T.int64(32), half))
-                              * T.broadcast(T.Cast("int64", M[0]), half), dtype=vec)], picks)
+                                                         T.broadcast(k32, half)), T.broadcast(k32, half))
+                              * T.broadcast(T.Cast(d64, T.Cast(d32, M[0])), half), dtype=vec),
+                T.reinterpret(T.shift_right(T.reinterpret(A.vload([0], dtype=vec), dtype=wide), T.broadcast(k32, half))
+                              * T.broadcast(T.Cast(d64, T.Cast(d32, M[0])), half), dtype=vec)], picks)
 
     TensorIntrin.register(name, desc, impl)
 
