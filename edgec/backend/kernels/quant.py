@@ -67,8 +67,9 @@ from .registry import KernelSpec, TensorType, kernel
 tir = tvm.tirx
 
 I32_MIN, I32_MAX = -(2 ** 31), 2 ** 31 - 1
-# conv_isa's requantization with the signed multiply-high where no accumulator can land on a
-# rounding tie (_hi32_signed_ok); off: always the |acc| form (the same bits)
+# the 32-bit requantization of conv_isa and of the depthwise kernels (quant_dw, quant_dw_rows)
+# with the signed multiply-high where no accumulator can land on a rounding tie
+# (_hi32_signed_ok); off: always the |acc| form (the same bits)
 HI32_SIGNED = True
 
 
