@@ -288,14 +288,14 @@ class _Rq:
         else:
             k32 = b32(tir.max(n - 32, 0))
         self.signed = signed and self.abs_path and lo - zp < 0
-        if self.signed:
-            # the multipliers sign-extended (m >= 0: the same values as the unsigned form's)
-            if isinstance(m, int):
-                self.smE = self.smO = self.i64(m)
-            elif vec(m):
-                self.smE, self.smO = eo32(m)
-            else:
-                self.smE = self.smO = self.i64(cast(m, "int64"))
+        # the multipliers sign-extended to the even / odd int64 lanes (m >= 0): the int64 form's
+        # and the signed form's factors
+        if isinstance(m, int):
+            self.mE = self.mO = self.i64(m)
+        elif vec(m):
+            self.mE, self.mO = eo32(m)
+        else:
+            self.mE = self.mO = self.i64(cast(m, "int64"))
         if self.abs_path:
             u64 = lambda v: tir.Broadcast(v if not isinstance(v, int) else tir.const(int(v), "uint64"), H)  # noqa: E731
             self.u64 = u64
@@ -314,12 +314,6 @@ class _Rq:
             else:
                 self.c32 = b32(tir.shift_left(tir.const(1, "int32"), tir.max(n - 33, 0)))
             return
-        if isinstance(m, int):
-            self.mE = self.mO = self.i64(m)
-        elif vec(m):
-            self.mE, self.mO = eo32(m)
-        else:
-            self.mE = self.mO = self.i64(cast(m, "int64"))
         if half is None and not isinstance(n, int) and not vec(n):
             n64 = tir.max(cast(n, "int64"), tir.const(1, "int64"))
             half = tir.shift_left(tir.const(1, "int64"), n64 - tir.const(1, "int64"))
@@ -351,7 +345,7 @@ class _Rq:
         b32 = lambda v: tir.Broadcast(tir.const(int(v), "int32"), L)  # noqa: E731
         if self.signed:
             aE, aO = self.eo32(a)
-            hE, hO = (tir.reinterpret(f"int32x{L}", v) for v in (aE * self.smE, aO * self.smO))
+            hE, hO = (tir.reinterpret(f"int32x{L}", v) for v in (aE * self.mE, aO * self.mO))
             hi = tir.Shuffle([hE, hO], [tir.const(j + 1 if j % 2 == 0 else L + j, "int32") for j in range(L)])
             q = tir.shift_right(hi + self.c32, self.k)
             if u8_out:
