@@ -138,7 +138,7 @@ def compile_model(model, target: str | Target = "host", input_shapes: Mapping[st
         manifest = {
             "format": "edgec-artifact", "edgec_version": __version__, "blob_version": "1.0",
             "model": name, "target": tgt.name, "target_file": Path(tgt.path).name, "hosted": tgt.hosted,
-            "arch": tgt.arch, "emit": emit,
+            "arch": tgt.arch, "emit": emit, "requires_cpu_flags": list(tgt.requires_cpu_flags),
             "inputs": [_io(graph, n) for n in graph.inputs], "outputs": [_io(graph, n) for n in graph.outputs],
             "files": {"blob": BLOB_NAME, "library": LIB_NAME if (tmp / LIB_NAME).exists() else None},
         }

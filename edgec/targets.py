@@ -118,8 +118,8 @@ def host_arch() -> str:
 
 def host_target_name() -> str:
     if platform.machine() in ("x86_64", "AMD64"):
-        flags = host_cpu_flags()
-        if {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= flags:
+        # the x86_64 target's own requires_cpu_flags decide (AVX-512 with VNNI and VBMI): one list
+        if load_target("x86_64").host_can_run():
             return "x86_64"
         return "x86_64-avx2"
     if platform.machine() in ("aarch64", "arm64"):

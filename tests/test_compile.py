@@ -114,3 +114,22 @@ def test_reshape_runs_no_kernel(tmp_path):
     with edgec.load(out) as art:
         got = art.run({"x": xs})["y"]
     np.testing.assert_allclose(got, 1 / (1 + np.exp(-np.maximum(xs, 0).reshape(6, 4))), rtol=1e-6)
+
+
+def test_an_artifact_for_missing_cpu_features_is_refused_at_load(tmp_path):
+    """The manifest lists the target's CPU features; loading on a CPU without one of them is an
+    ArtifactError naming it (not an illegal instruction in the first kernel)."""
+    from edgec.errors import ArtifactError
+    from edgec.targets import load_target
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    out = edgec.compile(_model([helper.make_node("Relu", ["x"], ["y"])], [x], [y]), output_dir=tmp_path / "a")
+    man_path = out / "manifest.json"
+    man = json.loads(man_path.read_text())
+    assert man["requires_cpu_flags"] == list(load_target("host").requires_cpu_flags)
+    with edgec.load(out) as m:     # this CPU has them (the host target)
+        np.testing.assert_array_equal(m.run({"x": -np.ones((2, 3), np.float32)})["y"], np.zeros((2, 3), np.float32))
+    man["requires_cpu_flags"] = man["requires_cpu_flags"] + ["edgec_no_such_cpu_flag"]
+    man_path.write_text(json.dumps(man))
+    with pytest.raises(ArtifactError, match="needs the CPU features edgec_no_such_cpu_flag that this CPU lacks"):
+        edgec.load(out)

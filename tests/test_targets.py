@@ -21,7 +21,8 @@ def test_every_shipped_target_loads_and_builds_a_tvm_target():
 def test_host_matches_this_cpu():
     flags = host_cpu_flags()
     name = host_target_name()
-    assert name == ("x86_64" if {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= flags else "x86_64-avx2")
+    assert name == ("x86_64" if {"avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vbmi"} <= flags
+                    else "x86_64-avx2")
     assert load_target("host").host_can_run()
 
 

@@ -63,6 +63,22 @@ def artifact_arch(manifest: dict | None) -> str | None:
     return tgt.arch if tgt is not None else None
 
 
+def _check_cpu_flags(p: Path, manifest: dict | None) -> None:
+    """An ArtifactError, not an illegal instruction in the first kernel, when the artifact's target
+    needs CPU features (its manifest's ``requires_cpu_flags``, /proc/cpuinfo names) this CPU lacks.
+    Unchecked where the CPU's flags cannot be read."""
+    from ..targets import host_cpu_flags
+    need = (manifest or {}).get("requires_cpu_flags") or []
+    if not isinstance(need, list) or not need:
+        return
+    have = host_cpu_flags()
+    missing = [str(f) for f in need if str(f) not in have]
+    if have and missing:
+        raise ArtifactError(f"artifact {str(p)!r} is built for target {manifest.get('target', '?')!r}, which needs "
+                            f"the CPU features {', '.join(missing)} that this CPU lacks; recompile it for this "
+                            f"machine (--target host) or run it on a CPU that has them")
+
+
 def load(path, threads: int | None = None, emulate: bool = False):
     """A Model for a native artifact; for a foreign one an EmulatedModel (``emulate=True``)
     or an ArtifactError saying to run it on the device or to emulate it."""
@@ -72,6 +88,7 @@ def load(path, threads: int | None = None, emulate: bool = False):
     arch = artifact_arch(manifest)
     hosted = manifest.get("hosted") if manifest else None
     if hosted is not False and (arch is None or arch == host_arch()):
+        _check_cpu_flags(p, manifest)
         return Model(p, threads)
     name = str(manifest.get("target") or arch)
     if manifest.get("hosted") is False:   # bare metal: the example firmware under qemu-system-arm
