@@ -7,7 +7,7 @@ outputs, per-tensor multipliers, right shifts below 32 / of exactly 32 / above 3
 epilogue forms), row bands, even and odd kernel widths (tap pairs with and without a zero
 weight), kernel rows that read the top / bottom padding for some, all or none of the output rows,
 fused hard swish with uint8 and int8 activations), on the AVX-512 VNNI host target and on the
-x86_64-avx2 target (run on this host)."""
+x86_64-avx2 target and an AVX-512 VNNI target without VBMI (run on this host)."""
 from __future__ import annotations
 
 import numpy as np
@@ -145,6 +145,32 @@ AVX2_CASES = [BY_ID[i] for i in ("dscnn_64c_25x5", "ocr_5x5_s21_104c", "mb_relu6
                                  "i8_5x5_dil2_s2", "rows_i8_pad", "hswish_ocr_200c_bound", "shift_32_bound")]
 
 
+def _no_vbmi():
+    """The x86_64 target without AVX-512 VBMI (a Cascade Lake's AVX-512 VNNI): the kernels'
+    transposes on unpack shuffles instead of byte permutes."""
+    import dataclasses
+    from edgec.targets import load_target
+    t = load_target("x86_64")
+    tv = dict(t.tvm, mattr=[m for m in t.tvm["mattr"] if m != "+avx512vbmi"])
+    return dataclasses.replace(t, name="x86_64-novbmi", tvm=tv,
+                               requires_cpu_flags=tuple(f for f in t.requires_cpu_flags if f != "avx512vbmi"))
+
+
+def test_bit_exact_without_vbmi(tmp_path):
+    """The same kernel on an AVX-512 VNNI target without VBMI (the unpack transposes), run on this
+    host: the cases that take the 64-byte permutes on x86_64 (16-channel blocks, a 3x3 kernel's
+    9-tap weight transpose, channel counts that are not a multiple of 16, int32 outputs)."""
+    tgt = _no_vbmi()
+    if not tgt.host_can_run():
+        pytest.skip("this host cannot run AVX-512 VNNI code")
+    ids = ("dscnn_64c_25x5", "mb_3x3_s2_96c", "odd_19c", "hswish_ocr_200c", "i8_in_i8_out", "big_mult_i32",
+           "conv1d_s2_k3", "k7_on_7x7_to_1x1", "dscnn_64c_25x5_bound")
+    cases = [Case(i + "_novbmi", BY_ID[i].op, BY_ID[i].attrs, BY_ID[i].inputs) for i in ids]
+    r = build_cases(cases, tmp_path, target=tgt)
+    for c in cases:
+        check(c, r.run(c))
+
+
 def test_bit_exact_avx2_target(tmp_path):
     """The same kernel generated for x86_64-avx2 (8 lanes, vpmaddwd taps), run on this host."""
     from edgec.targets import load_target
@@ -161,6 +187,11 @@ def _spec(case, target_name):
     out = case.reference()[0]
     return KernelSpec("qconv", case.attrs, ins, (TensorType(str(out.dtype), tuple(out.shape)),),
                       load_target(target_name))
+
+
+def KernelSpec_with_target(spec, target):
+    import dataclasses
+    return dataclasses.replace(spec, target=target)
 
 
 def _asm(spec) -> str:
@@ -214,8 +245,14 @@ def test_path_and_instructions():
     from edgec.backend.kernels.quant import _hi32_signed_ok
     assert _hi32_signed_ok(BY_ID["dscnn_64c_25x5"].attrs) and not _hi32_signed_ok(BY_ID["ocr_5x5_200c_2x96"].attrs)
     a = _asm(_spec(BY_ID["dscnn_64c_25x5"], "x86_64"))
-    assert "vpdpbusd" in a and "vpdpwssds" not in a and "punpcklbw" in a and "zmm" in a
+    assert "vpdpbusd" in a and "vpdpwssds" not in a and "zmm" in a
     assert "vpmuldq" in a and "vpmuludq" not in a and "vpabsd" not in a
+    # the transposes (input, weights, output) and the tap-quad window on VBMI byte permutes, no
+    # interleaves and no byte inserts (the 9-tap weight transpose); unpacks without VBMI
+    assert "vpermt2b" in a or "vpermi2b" in a
+    assert "punpcklbw" not in a and "punpckhbw" not in a and "vpinsrb" not in a
+    nv = _asm(KernelSpec_with_target(_spec(BY_ID["dscnn_64c_25x5"], "x86_64"), _no_vbmi()))
+    assert "punpcklbw" in nv and "vpermt2b" not in nv and "vpermi2b" not in nv
     # 5 taps a row: pairs; ties reachable: the unsigned products of |acc|
     a5 = _asm(_spec(BY_ID["ocr_5x5_200c_2x96"], "x86_64"))
     assert "vpdpwssds" in a5 and "vpdpbusd" not in a5 and "vpmuludq" in a5 and "vpabsd" in a5

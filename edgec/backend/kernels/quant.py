@@ -60,7 +60,7 @@ from .quant_conv import (Packing, conv_isa, conv_isa_fits, conv_isa_taps, conv_w
                          weight_shape)
 from .quant_dw import dwconv_lanes, dwconv_lanes_fits
 from .quant_dw_rows import dwconv_rows, dwconv_rows_fits
-from .quant_isa import target_isa
+from .quant_isa import has_vbmi, target_isa
 from .quant_lut import lut_vector_bytes, qlut_shuffle
 from .registry import KernelSpec, TensorType, kernel
 
@@ -966,10 +966,10 @@ def qconv(spec: KernelSpec):
                           str(attrs["out_dtype"]), str(attrs.get("act", "none")), out_shape[-2],
                           min(31 - int(v) for v in _tuple(attrs["shift"]))):
         # large depthwise planes: width in the lanes, 4 taps per vpdpbusd (quant_dw_rows)
-        out, sched = dwconv_rows(isa, x, w, b, attrs, out_shape, tables, epi)
+        out, sched = dwconv_rows(isa, x, w, b, attrs, out_shape, tables, epi, vbmi=has_vbmi(spec.target))
     elif dwconv_lanes_fits(isa, str(x.dtype), int(attrs.get("group", 1)), int(x.shape[1]), oc, rank,
                            int(w.shape[-1]), out_shape[-1], str(attrs.get("act", "none"))):
-        out, sched = dwconv_lanes(isa, x, w, b, attrs, out_shape, tables, epi)
+        out, sched = dwconv_lanes(isa, x, w, b, attrs, out_shape, tables, epi, vbmi=has_vbmi(spec.target))
     else:
         # int32 accumulation of uint8/int8 loads; padding reads the input zero point (real 0)
         prob = conv_problem(spec, x, w, fill=tir.const(int(attrs["x_zero_point"]), str(x.dtype)),

@@ -177,6 +177,31 @@ def _transpose(vecs: list, L: int) -> list:
     return [v for v, _ in sorted(cur, key=lambda t: t[1][0][1])]
 
 
+def _perm2(t0, t1, idx: list):
+    """64 bytes picked from the 128 of two int8x64 tables by constant indices: one ``vpermi2b``."""
+    iv = tir.Shuffle([tir.const(v, "int8") for v in idx], [tir.const(i, "int32") for i in range(64)])
+    return tir.call_llvm_pure_intrin("int8x64", "llvm.x86.avx512.vpermi2var.qi.512", t0, iv, t1)
+
+
+def _transpose_vbmi(vecs: list, dt: str) -> list:
+    """``_transpose`` of 16 vectors of 16 bytes with AVX-512 VBMI, as 4 blocks of 64 bytes: block m
+    holds columns 4m .. 4m + 3, 16 bytes each (byte jj * 16 + r = vecs[r][4m + jj]). The rows are
+    concatenated 4 by 4 (``z[k]``: row r at bytes (r % 4) * 16 of z[r // 4]); two rounds of two-table
+    byte permutes (``vpermi2b``), 8 in all instead of 64 interleaves: round 1 takes 8 rows x 8
+    columns from a pair of z (``w[g][h]``: rows 8g .., columns 8h .., byte c * 8 + r), round 2 a
+    block's 4 columns x 16 rows from w[0][h] and w[1][h]."""
+    z = [tir.reinterpret("int8x64", tir.Shuffle(vecs[4 * k:4 * k + 4], [tir.const(i, "int32") for i in range(64)]))
+         for k in range(4)]
+    w = [[_perm2(z[2 * g], z[2 * g + 1], [(r // 4) * 64 + (r % 4) * 16 + 8 * h + c for c in range(8) for r in range(8)])
+          for h in range(2)] for g in range(2)]
+    blocks = []
+    for m in range(4):
+        h, c0 = m // 2, 4 * (m % 2)
+        blk = _perm2(w[0][h], w[1][h], [(r // 8) * 64 + (c0 + jj) * 8 + r % 8 for jj in range(4) for r in range(16)])
+        blocks.append(tir.reinterpret(f"{dt}x64", blk) if dt != "int8" else blk)
+    return blocks
+
+
 def _flat(buf, name: str):
     """A 1-D view of a (compact) kernel parameter."""
     size = 1
@@ -186,7 +211,7 @@ def _flat(buf, name: str):
     return flat, tir.DeclBuffer(flat, data=buf.data)
 
 
-def _in_transpose(x_buf, xt0_buf, nn, bb, c: int, q: int, L: int):
+def _in_transpose(x_buf, xt0_buf, nn, bb, c: int, q: int, L: int, vbmi: bool = False):
     """xt0[nn, bb, f, l] = x_plane(channel min(bb*L + l, c-1))[f] for the q pixels of a plane."""
     xf, decl = _flat(x_buf, "x_flat")
     ch = [tir.min(bb * L + l, c - 1) if (c % L) else bb * L + l for l in range(L)]
@@ -196,6 +221,9 @@ def _in_transpose(x_buf, xt0_buf, nn, bb, c: int, q: int, L: int):
 
     def block(start):
         vecs = [tir.BufferLoad(xf, [tir.Ramp(base[l] + start, 1, L)]) for l in range(L)]
+        if vbmi and L == 16:    # 4 pixels' channel vectors are 64 contiguous bytes of xt0: one store
+            return tir.SeqStmt([tir.BufferStore(xt0_buf, blk, [nn, bb, start + 4 * m, tir.Ramp(0, 1, 64)])
+                                for m, blk in enumerate(_transpose_vbmi(vecs, str(xf.dtype)))])
         cols = _transpose(vecs, L)
         return tir.SeqStmt([tir.BufferStore(xt0_buf, cols[j], [nn, bb, start + j, tir.Ramp(0, 1, L)])
                             for j in range(L)])
@@ -204,6 +232,8 @@ def _in_transpose(x_buf, xt0_buf, nn, bb, c: int, q: int, L: int):
         body.append(tir.For(pb, 0, full, tir.ForKind.SERIAL, block(pb * L)))
     if q % L and full:
         body.append(block(tir.const(q - L, "int32")))      # the last L pixels again (overlap)
+    elif q % L and vbmi and L == 16 and c % L == 0:
+        body.append(_short_transpose_vbmi(xf, xt0_buf, nn, bb, base[0], q))
     elif q % L:
         f = tir.Var("f", "int32")
         st = [tir.BufferStore(xt0_buf, tir.BufferLoad(xf, [base[l] + f]), [nn, bb, f, l]) for l in range(L)]
@@ -211,7 +241,45 @@ def _in_transpose(x_buf, xt0_buf, nn, bb, c: int, q: int, L: int):
     return tir.SeqStmt([decl] + body)
 
 
-def _out_transpose(req_buf, out_buf, nn, bb, c: int, oh: int, ow: int, L: int):
+def _short_transpose_vbmi(xf, xt0_buf, nn, bb, base, q: int):
+    """xt0[nn, bb, f, l] = xf[base + l * q + f] for f < q < 16 (the 16 channels' planes contiguous:
+    a weight block, q taps each) with VBMI: the block's 16q bytes as 64-byte tables (the last one
+    partial, zero-filled), each 64-byte block of 4 taps x 16 channels from one two-table byte
+    permute (``vpermi2b``) per table pair it reads, blended: for a 3x3 kernel 3 blocks of 2 permutes
+    and a blend instead of 144 byte inserts."""
+    dt = str(xf.dtype)
+    n_bytes = 16 * q
+    tabs = []
+    for k in range(-(-n_bytes // 64)):
+        size = min(64, n_bytes - 64 * k)
+        v = tir.BufferLoad(xf, [tir.Ramp(base + 64 * k, 1, size)])
+        if size < 64:
+            v = tir.Shuffle([v, tir.Broadcast(tir.const(0, dt), 64 - size)],
+                            [tir.const(i if i < size else size, "int32") for i in range(64)])
+        tabs.append(tir.reinterpret("int8x64", v))
+    stmts = []
+    for m in range(-(-q // 4)):
+        nf = min(4, q - 4 * m)
+        src = [l * q + 4 * m + jj for jj in range(nf) for l in range(16)]
+        res = None
+        for pr in sorted({sv // 128 for sv in src}):
+            t0 = tabs[2 * pr]
+            t1 = tabs[2 * pr + 1] if 2 * pr + 1 < len(tabs) else t0
+            perm = _perm2(t0, t1, [sv - 128 * pr if sv // 128 == pr else 0 for sv in src] + [0] * (64 - len(src)))
+            if res is None:
+                res = perm
+            else:
+                res = tir.Shuffle([res, perm], [tir.const(i + (64 if i < len(src) and src[i] // 128 == pr else 0),
+                                                          "int32") for i in range(64)])
+        if dt != "int8":
+            res = tir.reinterpret(f"{dt}x64", res)
+        if nf < 4:
+            res = tir.Shuffle([res], [tir.const(i, "int32") for i in range(16 * nf)])
+        stmts.append(tir.BufferStore(xt0_buf, res, [nn, bb, 4 * m, tir.Ramp(0, 1, 16 * nf)]))
+    return _seq(stmts)
+
+
+def _out_transpose(req_buf, out_buf, nn, bb, c: int, oh: int, ow: int, L: int, vbmi: bool = False):
     """out plane (channel bb*L + l < c)[p] = req[nn, bb, p // ow, p % ow, l] for the oh*ow pixels."""
     of, decl = _flat(out_buf, "out_flat")
     p_all = oh * ow
@@ -225,7 +293,12 @@ def _out_transpose(req_buf, out_buf, nn, bb, c: int, oh: int, ow: int, L: int):
         return tir.BufferLoad(req_buf, [nn, bb, p // ow, p % ow, lane])
     def block(start):
         vecs = [rq(start + j, tir.Ramp(0, 1, L)) for j in range(L)]
-        cols = _transpose(vecs, L)
+        if vbmi and L == 16 and str(req_buf.dtype) in ("int8", "uint8"):
+            blocks = _transpose_vbmi(vecs, str(req_buf.dtype))
+            cols = [tir.Shuffle([blocks[l // 4]], [tir.const((l % 4) * 16 + i, "int32") for i in range(16)])
+                    for l in range(16)]
+        else:
+            cols = _transpose(vecs, L)
         return tir.SeqStmt([guard(l, tir.BufferStore(of, cols[l], [tir.Ramp((nn * c + bb * L + l) * p_all + start, 1, L)]))
                             for l in range(L)])
     if full:
@@ -562,7 +635,8 @@ def _epilogue_lanes(acc, bp, tables, attrs, ms, ns, cp: int, L: int, clamp, kpre
     return reqv
 
 
-def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attrs, out_shape, tables, epilogue):
+def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attrs, out_shape, tables, epilogue,
+                 vbmi: bool = False):
     """Returns (out, schedule). ``tables``: quant.py ``_req_tables`` result (or None);
     ``epilogue(acc, n, channel, None)``: quant.py's requantization of one accumulator (adds the
     bias), used as is for a fused activation."""
@@ -767,16 +841,16 @@ def dwconv_lanes(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attr
         req_buf = sch.get(b_req).writes[0].source
         tv = sch.get(top).loop_var
         nn_e, bb_e = (tv // cb, tv % cb) if n > 1 else (tir.const(0, "int32"), tv)
-        _replace_loop(sch, sch.get_loops(b_x0)[-4], _in_transpose(x_buf, xt0_buf, nn_e, bb_e, c, q, L),
+        _replace_loop(sch, sch.get_loops(b_x0)[-4], _in_transpose(x_buf, xt0_buf, nn_e, bb_e, c, q, L, vbmi),
                       [x_buf], [(xt0_buf, (nn_e, bb_e))], "xt0_t")
         b_w0 = sch.get_sblock("wt0")
         sch.compute_at(b_w0, top, preserve_unit_loops=True)
         w_buf, wt0_buf = sch.get(b_w0).reads[0].source, sch.get(b_w0).writes[0].source
         zero = tir.const(0, "int32")
-        _replace_loop(sch, sch.get_loops(b_w0)[-4], _in_transpose(w_buf, wt0_buf, zero, bb_e, c, kq, L),
+        _replace_loop(sch, sch.get_loops(b_w0)[-4], _in_transpose(w_buf, wt0_buf, zero, bb_e, c, kq, L, vbmi),
                       [w_buf], [(wt0_buf, (zero, bb_e))], "wt0_t")
         ph = oh if r == 2 else 1
-        _replace_loop(sch, ci, _out_transpose(req_buf, out_buf, nn_e, bb_e, c, ph, ow, L),
+        _replace_loop(sch, ci, _out_transpose(req_buf, out_buf, nn_e, bb_e, c, ph, ow, L, vbmi),
                       [(req_buf, (nn_e, bb_e))], [out_buf],
                       "out_t")
 

@@ -292,6 +292,20 @@ def _build_words(brow, words, slot, geo: _GeoQ, sw: int):
 
     def chunk(ci):
         src = tir.BufferLoad(brow, [slot, tir.Ramp(ci * L * step, 1, 4 * L)])           # 64 bytes
+        if getattr(geo, "vbmi", False) and L == 16:
+            # VBMI: one byte permute (byte 4i + t = byte step * i + t). With VBMI in the target,
+            # LLVM merges the dword permute + vpshufb pair into one shuffle and lowers that to ~10
+            # instructions (vpalignr, unpacks, inserts: the 56x56 MobileNetV2 layer 108 -> 159
+            # us); so it does a vpermb of a constant index (the constant read as a shuffle mask).
+            # The index goes through a vpdpbusd of zeros (idx + 0, which LLVM does not fold),
+            # hoisted out of the loops, and the vpermb stays: 108 us again
+            idx = _const_vec([tir.const(step * i + t, "int8") for i in range(L) for t in range(4)], "int8")
+            z8 = tir.Broadcast(tir.const(0, "int8"), 4 * L)
+            idx = tir.reinterpret(f"int8x{4 * L}", tir.call_llvm_pure_intrin(
+                f"int32x{L}", "llvm.x86.avx512.vpdpbusd.512", tir.reinterpret(f"int32x{L}", idx), z8, z8))
+            q = tir.call_llvm_pure_intrin(f"int8x{4 * L}", "llvm.x86.avx512.permvar.qi.512",
+                                          tir.reinterpret(f"int8x{4 * L}", src), idx)
+            return tir.BufferStore(words, tir.reinterpret(f"int32x{L}", q), [slot, tir.Ramp(ci * L, 1, L)])
         d = tir.call_llvm_pure_intrin(f"int32x{L}", "llvm.x86.avx512.permvar.si.512",
                                       tir.reinterpret(f"int32x{L}", src), perm_v)
         q = tir.call_llvm_pure_intrin(f"int8x{4 * L}", "llvm.x86.avx512.pshuf.b.512",
@@ -449,7 +463,8 @@ def _plane(isa_name, x_buf, w_buf, b_buf, mt, nt, out_buf, nn, cc, g, attrs, geo
     return tir.SeqStmt(stmts)
 
 
-def dwconv_rows(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attrs, out_shape, tables, epilogue):
+def dwconv_rows(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attrs, out_shape, tables, epilogue,
+                vbmi: bool = False):
     """Returns (out, schedule), ``dwconv_lanes``'s conventions: ``tables`` quant.py
     ``_req_tables`` result (or None); ``epilogue(acc, n, channel, None)`` quant.py's
     requantization of one accumulator (adds the bias): the TE definition of the output."""
@@ -464,6 +479,7 @@ def dwconv_rows(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attrs
     # VNNI with uint8 pixels: quad words on vpdpbusd (4 taps per instruction); else pairs
     quads = isa.name == "vnni" and xdt == "uint8" and QUADS
     geo = _GeoQ(g, L) if quads else _Geo(g, L)
+    geo.vbmi = vbmi
     hi32 = _hi32_ok(attrs)
 
     def pix(nn, cc, r, col):                    # the zero-point padded pixel as int32

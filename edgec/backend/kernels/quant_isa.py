@@ -405,8 +405,15 @@ def target_isa(target) -> Isa | None:
     return None
 
 
+def has_vbmi(target) -> bool:
+    """AVX-512 VBMI (byte permutes across the whole 64-byte vector: ``vpermb``, ``vpermi2b``) in an
+    x86-64 target's mattr."""
+    return str((getattr(target, "tvm", None) or {}).get("mtriple", "")).startswith("x86_64") and \
+        "+avx512vbmi" in _mattr(target)
+
+
 def isa_by_name(name: str) -> Isa:
     return {"vnni": _register_vnni, "avx2": _register_avx2, "sdot": _register_sdot}[name]()
 
 
-__all__ = ["Isa", "target_isa", "isa_by_name", "mulhi_intrin"]
+__all__ = ["Isa", "target_isa", "isa_by_name", "mulhi_intrin", "has_vbmi"]
