@@ -9,7 +9,8 @@ one at a time (a select tree over the table). A plain table load per element (th
 kernel) is ~1.3 cycles/byte on Zen 4; this is ~0.6 (AVX-512BW).
 
 Faster still would be AVX-512 VBMI (``vpermi2b``: 128-entry two-register tables, 2 of them and a
-blend per vector), but the edgec x86_64 target does not list ``+avx512vbmi`` in its mattr.
+blend per vector); the x86_64 target lists ``+avx512vbmi`` since session 10 (for the depthwise
+kernels), this kernel does not use it yet.
 """
 from __future__ import annotations
 
