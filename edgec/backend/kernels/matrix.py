@@ -71,6 +71,10 @@ def matmul(spec: KernelSpec):
 
 @kernel("dense")
 def dense(spec: KernelSpec):
+    from .sparse_dense import KN_F32, sparse_kn_dense
+    if spec.attrs.get("w_layout") == KN_F32:
+        # one row, weights stored [K + 1, N] (the pre-packing below): the zero entries of x skipped
+        return sparse_kn_dense(spec)
     x = placeholder(spec, 0, "x")
     w = placeholder(spec, 1, "w")
     has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
@@ -91,3 +95,26 @@ def dense(spec: KernelSpec):
     else:
         out, sched = dense_nt(m, n, k, x, w, str(x.dtype), spec.target, epi)
     return scheduled(spec, [x, w] + ([bias] if bias is not None else []), [out], sched)
+
+
+def _dense_prepack(spec: KernelSpec) -> dict:
+    """float32 GEMV rows of a bag-of-words size (sparse_dense.sparse_dense_fits): the constant
+    weights stored [K + 1, N] for the sparse-input kernel."""
+    from .quant_conv import Packing, packing_attrs
+    from .registry import TensorType
+    from .sparse_dense import KN_F32, pack_kn_f32, sparse_dense_fits
+    ins = spec.inputs
+    if spec.attrs.get("w_layout") or len(ins) < 2 or ins[0] is None or ins[1] is None:
+        return {}
+    if not sparse_dense_fits(spec.target, ins[0].shape, ins[1].shape, str(ins[1].dtype)) or ins[0].dtype != "float32":
+        return {}
+    n, k = (int(d) for d in ins[1].shape)
+    return {1: Packing(KN_F32, TensorType("float32", (k + 1, n)), pack_kn_f32, packing_attrs(KN_F32, ins[1].shape))}
+
+
+def _register_prepack() -> None:
+    from .quant_conv import prepack_rule
+    prepack_rule("dense")(_dense_prepack)
+
+
+_register_prepack()
