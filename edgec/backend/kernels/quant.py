@@ -553,14 +553,26 @@ def qadd(spec: KernelSpec):
     narrow = all(_fits_i32(d << lsv) for d in dmax) and _fits_i32(sum(bounds)) and all(1 <= n <= 62 for n in ns)
     if narrow:
         zs = (tir.const(int(a["a_zero_point"]), "int32"), tir.const(int(a["b_zero_point"]), "int32"))
+        # the signed multiply-high forms (16 int32 lanes, no 64-bit lanes) where no value lands
+        # on a rounding tie (_qadd_side_hi32s, _hi32_signed_ok with the sum's bound)
+        sides = [_qadd_side_hi32s(d, m, n, lsv) if QADD_HI32S else None for d, m, n in zip(dmax, ms, ns)]
+        final_s = QADD_HI32S and _hi32_signed_ok({**a, "acc_bound": sum(bounds)}) and _hi32_ok(a)
 
-        def side32(v, z, m, n):
+        def side32(v, z, m, n, hs):
+            if hs is not None:      # (d << L) * m, its high word, rounded by the shift to n - ls + L
+                big, n2 = hs
+                t = tir.shift_left(cast(v, "int32") - z, tir.const(big, "int32"))
+                return hi32s_finish(_mulhi_s32(t, m), n2, 0, I32_MIN, I32_MAX, "int32")
             t = tir.shift_left(cast(v, "int32") - z, tir.const(lsv, "int32"))
             return cast(_round_shift(_i64(m) * cast(t, "int64"), n), "int32")
 
         def body32(x, y):
-            acc = side32(x, zs[0], ms[0], ns[0]) + side32(y, zs[1], ms[1], ns[1])
-            return _requant_node(acc, a)
+            acc = side32(x, zs[0], ms[0], ns[0], sides[0]) + side32(y, zs[1], ms[1], ns[1], sides[1])
+            if final_s:
+                m, n = _req_params(a)
+                return hi32s_finish(_mulhi_s32(acc, m), n, int(a["out_zero_point"]), int(a["qmin"]), int(a["qmax"]),
+                                    str(a["out_dtype"]))
+            return _requant_node(acc, a, narrow=QADD_HI32S)
         return pointwise(spec, ["a", "b"], body32)
 
     za, zb = _i64(a["a_zero_point"]), _i64(a["b_zero_point"])
@@ -574,6 +586,38 @@ def qadd(spec: KernelSpec):
         acc = side(x, za, a["a_multiplier"], a["a_shift"]) + side(y, zb, a["b_multiplier"], a["b_shift"])
         return _requant_node(acc, a)
     return pointwise(spec, ["a", "b"], body)
+
+
+# qadd's requantizations on the signed multiply-high where no tie is reachable (False: the int64
+# lanes of before; the same bits, for measurements)
+QADD_HI32S = True
+
+
+def _mulhi_s32(t, m: int):
+    """floor(t * m / 2^32) of an int32 expression t and a constant m (|m| < 2^31) as int32: LLVM
+    makes the sign-extended product's high word one vpmuldq pair and a shuffle per 16 lanes."""
+    return cast(tir.shift_right(cast(t, "int64") * _i64(m), _i64(32)), "int32")
+
+
+def _qadd_side_hi32s(dmax: int, m: int, n: int, ls: int):
+    """(L, n') for one side of qadd, round(((v - z) << ls) * m / 2^n) with |v - z| <= dmax, in the
+    signed multiply-high form, or None. The same quotient is ((v - z) << L) * m / 2^n' with
+    n' = n - ls + L; L = 31 - bitlen(dmax) keeps (v - z) << L in int32 and n' in [33, 63] is
+    ``hi32s_finish``'s range. Rounding half up (the form) equals the reference's half away from
+    zero unless a product lands on a tie: (v - z) * m * 2^L = (j + 1/2) 2^n', i.e. v2(v - z) =
+    e = n - ls - 1 - v2(m). No non-zero |v - z| <= dmax has that when m = 0, e < 0 (the quotient
+    is exact) or 2^e > dmax."""
+    if dmax <= 0:
+        return None
+    big = 31 - dmax.bit_length()
+    n2 = n - ls + big
+    if big < 0 or not 33 <= n2 <= 63:
+        return None
+    if m:
+        e = n - ls - 1 - _v2(m)
+        if 0 <= e and (1 << e) <= dmax:
+            return None
+    return big, n2
 
 
 def _qrange(dtype: str) -> tuple[int, int]:
