@@ -40,6 +40,9 @@ CASES = [
     _case("zp_ends_relu", (16, 6), (6, 24), za=255, zb=255, clamp=(120, 255), real=1e-3),
     _case("zp_ends_2", (1, 32, 40), (1, 40, 8), za=0, zb=255, real=1.5e-4),
     _case("few_rows_portable", (2, 5, 16), (2, 16, 8)),
+    # the requantization forms: an exact power of two (multiplier 2^30: ties reachable, the |acc|
+    # multiply-high)
+    _case("ties_pow2", (1, 4, 40, 24), (1, 4, 24, 40), za=128, zb=128, real=2.0 ** -12),
 ]
 
 
@@ -74,3 +77,24 @@ def test_packed_kernel_chosen():
     assert "pmadd.wd" not in script(avx2, 8)                 # few rows: portable
     assert "pmadd.wd" not in script(avx2, 16, "int8")         # int8 activations (ARM): portable
     assert "pmadd.wd" not in script(GENERIC, 16)
+
+
+def test_requant_forms():
+    """MiniLM's qk^T: the signed multiply-high (vpmuldq), no 64-bit lanes (vpsraq, vpaddq); a power-of-two
+    multiplier (a tie reachable): the |acc| form (no signed product); QMATMUL_I32 = False: the
+    int64 lanes (vpsraq)."""
+    from ..backend._harness import case_asm
+    if load_target("host").name != "x86_64":
+        pytest.skip("the AVX-512 target is not this host's")
+    by = {c.id: c for c in CASES}
+    a = case_asm(by["qk_minilm"], "x86_64")
+    assert "vpmuldq" in a and "vpsraq" not in a and "vpaddq" not in a and "vpabsd" not in a
+    t = case_asm(by["ties_pow2"], "x86_64")
+    assert "vpmuldq" not in t and "vpmullq" not in t    # |acc| * 2^30: LLVM shifts instead of multiplying
+    from edgec.backend.kernels import quant
+    old = quant.QMATMUL_I32
+    try:
+        quant.QMATMUL_I32 = False
+        assert "vpsraq" in case_asm(by["qk_minilm"], "x86_64")
+    finally:
+        quant.QMATMUL_I32 = old

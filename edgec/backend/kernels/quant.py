@@ -588,6 +588,9 @@ def qadd(spec: KernelSpec):
     return pointwise(spec, ["a", "b"], body)
 
 
+# qmatmul's requantization in 32-bit lanes (False: the int64 lanes of before; the same bits)
+QMATMUL_I32 = True
+
 # qadd's requantizations on the signed multiply-high where no tie is reachable (False: the int64
 # lanes of before; the same bits, for measurements)
 QADD_HI32S = True
@@ -943,6 +946,22 @@ def qmatmul(spec: KernelSpec):
     def b_fn(bi, kk, nn):
         return _i32(b[tuple(_bcast_index(bbatch, batch, bi)) + (kk, nn)]) - zb
 
+    # |acc| <= k * max|a - za| * max|b - zb|: the 32-bit requantization forms where that fits int32
+    # (the signed multiply-high where no accumulator can land on a tie), else the int64 lanes
+    dmax = [max(abs(lo - int(attrs[z])), abs(hi - int(attrs[z]))) for z, (lo, hi) in
+            (("a_zero_point", _qrange(str(a.dtype))), ("b_zero_point", _qrange(str(b.dtype))))]
+    bound = k * dmax[0] * dmax[1]
+    one = len(set(zip(_tuple(attrs["multiplier"]), _tuple(attrs["shift"])))) == 1
+    signed = (QMATMUL_I32 and one and bound < 2 ** 31 and _hi32_ok(attrs)
+              and _hi32_signed_ok({**attrs, "acc_bound": bound}))
+
+    def epi(acc):
+        if signed:
+            mq, nq = _req_params(attrs)
+            return hi32s_finish(_mulhi_s32(acc, mq), nq, int(attrs["out_zero_point"]), int(attrs["qmin"]),
+                                int(attrs["qmax"]), str(attrs["out_dtype"]))
+        return _requant_node(acc, attrs, narrow=QMATMUL_I32 and bound < 2 ** 31)
+
     isa = target_isa(spec.target)
     avx2 = isa is not None and isa.name in ("vnni", "avx2")
     if avx2 and str(a.dtype) == "uint8" and m >= 16 and 2 <= k and k * 255 * 255 < 2 ** 31:
@@ -954,10 +973,10 @@ def qmatmul(spec: KernelSpec):
             isa_by_name("avx2"), batch, m, n, k,
             lambda bi, mm, kk: a[tuple(_bcast_index(abatch, batch, bi)) + (mm, kk)],
             lambda bi, kk, nn: b[tuple(_bcast_index(bbatch, batch, bi)) + (kk, nn)], za_i, int(attrs["b_zero_point"]),
-            lambda acc, mm, nn: _requant_node(acc, attrs))
+            lambda acc, mm, nn: epi(acc))
         return scheduled(spec, [a, b], [out], sched)
     out, sched = gemm_nn(batch, m, n, k, a_fn, b_fn, "int32", spec.target,
-                         lambda acc, bi, mm, nn: _requant_node(acc, attrs), out_shape,
+                         lambda acc, bi, mm, nn: epi(acc), out_shape,
                          lambda idx: (list(idx[:nb]), idx[nb], idx[nb + 1]))
     return scheduled(spec, [a, b], [out], sched)
 
