@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when the kernel generators or the build step change what an object contains.
-BACKEND_VERSION = "28"
+BACKEND_VERSION = "29"
 
 
 def default_cache_dir() -> Path:

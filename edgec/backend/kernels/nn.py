@@ -1331,7 +1331,14 @@ def _row_schedule(stat_blocks: list, view: _AxisView, lanes: int, out_name: str 
         for name, role in stat_blocks:
             blk = sch.get_sblock(name)
             own = sch.get_loops(blk)[n_outer:]
-            if role == "part" and len(own) == 2:          # (l, ko) -> (ko, l), vector over l
+            if role == "elem":                            # a row of elements: vector along it
+                f = sch.fuse(*own) if len(own) > 1 else own[0]
+                ext = _extent(sch, f) or 1
+                vec = next((v for v in (lanes, lanes // 2) if v >= 2 and ext % v == 0), 0)
+                if vec:
+                    _, v = sch.split(f, [None, vec])
+                    sch.vectorize(v)
+            elif role == "part" and len(own) == 2:          # (l, ko) -> (ko, l), vector over l
                 sch.reorder(own[1], own[0])
                 sch.vectorize(own[0])
                 sch.decompose_reduction(blk, own[1])
@@ -1346,6 +1353,11 @@ def _row_schedule(stat_blocks: list, view: _AxisView, lanes: int, out_name: str 
     return schedule
 
 
+# softmax: exp once per element into a row buffer, then a multiply by 1 / sum (False: exp in the
+# sum and again in the output, a division per element; for measurements)
+SOFTMAX_ONE_EXP = True
+
+
 def _softmax(spec: KernelSpec, log: bool):
     x = placeholder(spec, 0, "x")
     shape, out_dtype = _out(spec)
@@ -1356,6 +1368,16 @@ def _softmax(spec: KernelSpec, log: bool):
     xf = lambda o, r, i: cast(view.at(o, r, i), ad)  # noqa: E731
     mx, mx_blocks = _row_reduce(view, xf, "max", "rmax", lanes)
     exp = fast_exp if ad == "float32" else tir.exp
+    if SOFTMAX_ONE_EXP and not log and view.I == 1:
+        # rows along the last axes: e = exp(x - max) once per element (a row buffer), the sum of e,
+        # then e * (1 / sum) (one division per row). Before: exp twice per element and a division
+        # per element (MiniLM's 12 x 128 x 128 softmax 167 -> see docs/performance.md, session 10)
+        e = te.compute(shape, lambda *idx: exp(cast(x[idx], ad) - mx[view.split(idx)[0], 0]), name="e")
+        ev = _AxisView(e, axis, axis + 1)
+        se, se_blocks = _row_reduce(ev, lambda o, r, i: ev.at(o, r, i), "sum", "rsum", lanes)
+        one = tir.const(1.0, ad)
+        out = te.compute(shape, lambda *idx: cast(e[idx] * (one / se[view.split(idx)[0], 0]), out_dtype), name="out")
+        return scheduled(spec, [x], [out], _row_schedule(mx_blocks + [("e", "elem")] + se_blocks, view, lanes))
     se, se_blocks = _row_reduce(view, lambda o, r, i: exp(xf(o, r, i) - mx[o, i if view.I > 1 else 0]), "sum",
                                 "rsum", lanes)
 
