@@ -1304,6 +1304,17 @@ def _row_reduce(view: _AxisView, fn, kind: str, name: str, lanes: int) -> tuple[
     return stat, [(name, "wide" if view.I > 1 else "final")]
 
 
+def _vectorize_fused(sch, loops: list, lanes: int) -> None:
+    """The loops fused into one, split by ``lanes`` (or lanes / 2) where that divides its extent,
+    the inner part vectorized."""
+    f = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    ext = _extent(sch, f) or 1
+    vec = next((v for v in (lanes, lanes // 2) if v >= 2 and ext % v == 0), 0)
+    if vec:
+        _, v = sch.split(f, [None, vec])
+        sch.vectorize(v)
+
+
 def _row_schedule(stat_blocks: list, view: _AxisView, lanes: int, out_name: str = "out"):
     """Schedule: the output's leading O loops fused (parallel when big), every statistic computed
     under that loop (so it is a per-row scalar or a vector of I), the output's inner loops fused
@@ -1320,24 +1331,14 @@ def _row_schedule(stat_blocks: list, view: _AxisView, lanes: int, out_name: str 
         n_outer = 1 if row is not None else 0
         inner = sch.get_loops(b_out)[n_outer:]
         if inner:
-            f = sch.fuse(*inner) if len(inner) > 1 else inner[0]
-            ext = _extent(sch, f) or 1
-            vec = next((v for v in (lanes, lanes // 2) if v >= 2 and ext % v == 0), 0)
-            if vec:
-                _, v = sch.split(f, [None, vec])
-                sch.vectorize(v)
+            _vectorize_fused(sch, inner, lanes)
         if row is not None and view.O * view.R * view.I >= (1 << 16) and view.O >= 2:
             sch.parallel(row)
         for name, role in stat_blocks:
             blk = sch.get_sblock(name)
             own = sch.get_loops(blk)[n_outer:]
             if role == "elem":                            # a row of elements: vector along it
-                f = sch.fuse(*own) if len(own) > 1 else own[0]
-                ext = _extent(sch, f) or 1
-                vec = next((v for v in (lanes, lanes // 2) if v >= 2 and ext % v == 0), 0)
-                if vec:
-                    _, v = sch.split(f, [None, vec])
-                    sch.vectorize(v)
+                _vectorize_fused(sch, own, lanes)
             elif role == "part" and len(own) == 2:          # (l, ko) -> (ko, l), vector over l
                 sch.reorder(own[1], own[0])
                 sch.vectorize(own[0])

@@ -297,7 +297,6 @@ def sparse_kn_qdense(spec):
 
     from .common import placeholder
     from .quant import _req_tables, _requant_node, with_tables
-    from .quant_dw import _flat, _replace_loop
     a = spec.attrs
     x = placeholder(spec, 0, "x")
     w = placeholder(spec, 1, "w")
@@ -312,21 +311,30 @@ def sparse_kn_qdense(spec):
     out = te.compute((m, n), lambda i, j: _requant_node(acc[i, j] if bias is None else (acc[i, j], bias[j]), a, j,
                                                         tables), name="out")
 
+    schedule = kn_schedule(n, KN_CHUNK, lambda xf, wf, af: _kn_accumulate(xf, wf, af, m, n, k))
+    return with_tables(spec, [x, w] + ([bias] if bias is not None else []), [out], schedule, tables)
+
+
+def kn_schedule(n: int, chunk: int, accumulate):
+    """The schedule of a [K, N] sparse GEMV (TE blocks ``acc`` and ``out``): the output in vectors
+    of ``chunk`` lanes, and the reduction ``acc`` replaced by ``accumulate(xf, wf, af)``'s TIR
+    statements on flat views of x, w and acc (this int8 one, sparse_dense.py's float32 one)."""
+    from .quant_dw import _flat, _replace_loop
+
     def schedule(sch, spec) -> None:
         b_acc, b_out = sch.get_sblock("acc"), sch.get_sblock("out")
         ol = sch.get_loops(b_out)
-        if n >= KN_CHUNK:
-            _, v = sch.split(ol[-1], [None, KN_CHUNK])
+        if n >= chunk:
+            _, v = sch.split(ol[-1], [None, chunk])
             sch.vectorize(v)
         x_buf, w_buf = (rg.source for rg in sch.get(b_acc).reads[:2])
         acc_buf = sch.get(b_acc).writes[0].source
         xf, dx = _flat(x_buf, "xf")
         wf, dw = _flat(w_buf, "wf")
         af, da = _flat(acc_buf, "accf")
-        body = tir.SeqStmt([dx, dw, da] + _kn_accumulate(xf, wf, af, m, n, k))
+        body = tir.SeqStmt([dx, dw, da] + accumulate(xf, wf, af))
         _replace_loop(sch, sch.get_loops(b_acc)[0], body, [x_buf, w_buf], [acc_buf], "kn_acc")
-
-    return with_tables(spec, [x, w] + ([bias] if bias is not None else []), [out], schedule, tables)
+    return schedule
 
 
 def _llvm_hosted(target) -> bool:
@@ -359,5 +367,5 @@ def sparse_qdense(spec):
     return sparse_gemv(_qdense_kernel(spec, dense_epi, tables), m, n, k, has_bias, sparse_epi)
 
 
-__all__ = ["sparse_gemv", "sparse_gemv_fits", "sparse_qdense", "index_list", "CAP16", "CAP32", "BREAK_EVEN", "MIN_K",
+__all__ = ["sparse_gemv", "sparse_gemv_fits", "sparse_qdense", "kn_schedule", "index_list", "CAP16", "CAP32", "BREAK_EVEN", "MIN_K",
            "MAX_ROWS", "sparse_kn_fits", "sparse_kn_qdense", "KN_LAYOUT", "KN_BREAK_EVEN"]

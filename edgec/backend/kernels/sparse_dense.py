@@ -120,7 +120,7 @@ def sparse_kn_dense(spec):
     KN_F32, ``pack_kn_f32``): ``_kn_accumulate`` replaces the TE reduction ``acc``, then the
     bias (vectors of outputs)."""
     from ._nn_sched import scheduled
-    from .quant_dw import _flat, _replace_loop
+    from .quant_sparse import kn_schedule
     x = placeholder(spec, 0, "x")
     w = placeholder(spec, 1, "w")
     has_bias = len(spec.inputs) > 2 and spec.inputs[2] is not None
@@ -131,20 +131,7 @@ def sparse_kn_dense(spec):
     acc = te.compute((m, n), lambda i, j: te.sum(x[i, r] * w[r, j], axis=r), name="acc")
     out = te.compute((m, n), lambda i, j: acc[i, j] + bias[j] if bias is not None else acc[i, j], name="out")
 
-    def schedule(sch, spec) -> None:
-        b_acc, b_out = sch.get_sblock("acc"), sch.get_sblock("out")
-        ol = sch.get_loops(b_out)
-        if n >= LANES:
-            _, v = sch.split(ol[-1], [None, LANES])
-            sch.vectorize(v)
-        x_buf, w_buf = (rg.source for rg in sch.get(b_acc).reads[:2])
-        acc_buf = sch.get(b_acc).writes[0].source
-        xf, dx = _flat(x_buf, "xf")
-        wf, dw = _flat(w_buf, "wf")
-        af, da = _flat(acc_buf, "accf")
-        body = tir.SeqStmt([dx, dw, da] + _kn_accumulate(xf, wf, af, n, k))
-        _replace_loop(sch, sch.get_loops(b_acc)[0], body, [x_buf, w_buf], [acc_buf], "kn_acc")
-
+    schedule = kn_schedule(n, LANES, lambda xf, wf, af: _kn_accumulate(xf, wf, af, n, k))
     return scheduled(spec, [x, w] + ([bias] if bias is not None else []), [out], schedule)
 
 
