@@ -189,7 +189,7 @@ def _spec(case, target_name):
                       load_target(target_name))
 
 
-def KernelSpec_with_target(spec, target):
+def _with_target(spec, target):
     import dataclasses
     return dataclasses.replace(spec, target=target)
 
@@ -251,7 +251,7 @@ def test_path_and_instructions():
     # interleaves and no byte inserts (the 9-tap weight transpose); unpacks without VBMI
     assert "vpermt2b" in a or "vpermi2b" in a
     assert "punpcklbw" not in a and "punpckhbw" not in a and "vpinsrb" not in a
-    nv = _asm(KernelSpec_with_target(_spec(BY_ID["dscnn_64c_25x5"], "x86_64"), _no_vbmi()))
+    nv = _asm(_with_target(_spec(BY_ID["dscnn_64c_25x5"], "x86_64"), _no_vbmi()))
     assert "punpcklbw" in nv and "vpermt2b" not in nv and "vpermi2b" not in nv
     # 5 taps a row: pairs; ties reachable: the unsigned products of |acc|
     a5 = _asm(_spec(BY_ID["ocr_5x5_200c_2x96"], "x86_64"))
