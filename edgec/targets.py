@@ -54,8 +54,7 @@ class Target:
     def host_can_run(self) -> bool:
         if self.emulator:
             return shutil.which(self.emulator[0]) is not None
-        flags = host_cpu_flags()
-        return all(f in flags for f in self.requires_cpu_flags)
+        return not missing_cpu_flags(self.requires_cpu_flags)
 
     @property
     def arch(self) -> str:
@@ -96,6 +95,13 @@ def host_cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+def missing_cpu_flags(required) -> list[str]:
+    """The flags of ``required`` (/proc/cpuinfo names) this CPU does not list (all of them when
+    its flags cannot be read)."""
+    flags = host_cpu_flags()
+    return [str(f) for f in required if str(f) not in flags]
 
 
 def triple_arch(triple: str) -> str:

@@ -67,13 +67,12 @@ def _check_cpu_flags(p: Path, manifest: dict | None) -> None:
     """An ArtifactError, not an illegal instruction in the first kernel, when the artifact's target
     needs CPU features (its manifest's ``requires_cpu_flags``, /proc/cpuinfo names) this CPU lacks.
     Unchecked where the CPU's flags cannot be read."""
-    from ..targets import host_cpu_flags
+    from ..targets import host_cpu_flags, missing_cpu_flags
     need = (manifest or {}).get("requires_cpu_flags") or []
-    if not isinstance(need, list) or not need:
+    if not isinstance(need, list) or not need or not host_cpu_flags():
         return
-    have = host_cpu_flags()
-    missing = [str(f) for f in need if str(f) not in have]
-    if have and missing:
+    missing = missing_cpu_flags(need)
+    if missing:
         raise ArtifactError(f"artifact {str(p)!r} is built for target {manifest.get('target', '?')!r}, which needs "
                             f"the CPU features {', '.join(missing)} that this CPU lacks; recompile it for this "
                             f"machine (--target host) or run it on a CPU that has them")

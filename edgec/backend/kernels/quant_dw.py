@@ -184,9 +184,15 @@ def _transpose(vecs: list, L: int) -> list:
     return [v for v, _ in sorted(cur, key=lambda t: t[1][0][1])]
 
 
+def _const_vec(vals, dtype: str):
+    """A vector of compile-time constants (ints or constant expressions)."""
+    vals = [tir.const(v, dtype) if isinstance(v, int) else v for v in vals]
+    return tir.Shuffle(vals, [tir.const(j, "int32") for j in range(len(vals))])
+
+
 def _perm2(t0, t1, idx: list):
     """64 bytes picked from the 128 of two int8x64 tables by constant indices: one ``vpermi2b``."""
-    iv = tir.Shuffle([tir.const(v, "int8") for v in idx], [tir.const(i, "int32") for i in range(64)])
+    iv = _const_vec(idx, "int8")
     return tir.call_llvm_pure_intrin("int8x64", "llvm.x86.avx512.vpermi2var.qi.512", t0, iv, t1)
 
 

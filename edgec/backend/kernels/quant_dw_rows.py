@@ -46,7 +46,7 @@ import tvm
 from tvm import te
 
 from ._nn_sched import PARALLEL_MIN_MACS, cast
-from .quant_dw import _Rq, _flat, _pair_mac, _replace_loop, _seq
+from .quant_dw import _const_vec, _Rq, _flat, _pair_mac, _replace_loop, _seq
 from .quant_isa import Isa
 
 tir = tvm.tirx
@@ -163,8 +163,8 @@ class _GeoQ:
     for stride 1 (taps 4q .. 4q + 3 of outputs ox0 + j read word ox0 + j + 4q), (2k .. 2k + 3)
     for stride 2 (word ox0 + j + 2q): one ``vpdpbusd`` per 4 taps (3x3: one per kernel row)."""
 
-    def __init__(self, g, L: int):
-        self.L, self.quads = L, True
+    def __init__(self, g, L: int, vbmi: bool = False):
+        self.L, self.quads, self.vbmi = L, True, vbmi       # vbmi: the words on one vpermb
         kh, kw, sh, sw, ow, pl, wd = g["kh"], g["kw"], g["sh"], g["sw"], g["ow"], g["pl"], g["wd"]
         self.kwq = (kw + 3) // 4
         ox_max = max(ow - L, 0)
@@ -292,7 +292,7 @@ def _build_words(brow, words, slot, geo: _GeoQ, sw: int):
 
     def chunk(ci):
         src = tir.BufferLoad(brow, [slot, tir.Ramp(ci * L * step, 1, 4 * L)])           # 64 bytes
-        if getattr(geo, "vbmi", False) and L == 16:
+        if geo.vbmi and L == 16:
             # VBMI: one byte permute (byte 4i + t = byte step * i + t). With VBMI in the target,
             # LLVM merges the dword permute + vpshufb pair into one shuffle and lowers that to ~10
             # instructions (vpalignr, unpacks, inserts: the 56x56 MobileNetV2 layer 108 -> 159
@@ -312,12 +312,6 @@ def _build_words(brow, words, slot, geo: _GeoQ, sw: int):
                                       tir.reinterpret(f"int8x{4 * L}", d), byte_v)
         return tir.BufferStore(words, tir.reinterpret(f"int32x{L}", q), [slot, tir.Ramp(ci * L, 1, L)])
     return _for("wc", geo.ww // L, chunk)
-
-
-def _const_vec(vals, dtype: str):
-    """A vector of compile-time constants."""
-    n = len(vals)
-    return tir.Shuffle(list(vals), [tir.const(j, "int32") for j in range(n)])
 
 
 def _quad_mac(c, a32, w32, L: int):
@@ -478,8 +472,7 @@ def dwconv_rows(isa: Isa, x: te.Tensor, w: te.Tensor, b: te.Tensor | None, attrs
     zp = int(attrs["x_zero_point"])
     # VNNI with uint8 pixels: quad words on vpdpbusd (4 taps per instruction); else pairs
     quads = isa.name == "vnni" and xdt == "uint8" and QUADS
-    geo = _GeoQ(g, L) if quads else _Geo(g, L)
-    geo.vbmi = vbmi
+    geo = _GeoQ(g, L, vbmi) if quads else _Geo(g, L)
     hi32 = _hi32_ok(attrs)
 
     def pix(nn, cc, r, col):                    # the zero-point padded pixel as int32
